@@ -1,0 +1,5 @@
+import sys
+
+from planet.cli import main
+
+sys.exit(main())

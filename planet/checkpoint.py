@@ -1,0 +1,79 @@
+"""Crash-safe checkpoints: atomic writes, a checksum checked on load, fallback to older ones.
+
+A checkpoint file is `PLANETCK` + sha256 (32 bytes) + the bytes of `torch.save(payload)`. It is
+written to a temporary file, fsynced and renamed, so a kill at any moment leaves either the old
+file or the new one, never half of one. `checkpoints/episode_<N>.pt` holds the state after N
+collected episodes; the last `keep` files are kept so a damaged newest one has a fallback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from planet.data.replay import atomic_write_bytes
+
+MAGIC = b"PLANETCK"
+
+
+class CheckpointError(RuntimeError):
+    """A damaged or incompatible checkpoint; the message is meant for the user."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(Path(path), MAGIC + hashlib.sha256(data).digest() + data)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror}") from None
+    header = len(MAGIC) + 32
+    if len(raw) < header or not raw.startswith(MAGIC):
+        raise CheckpointError(
+            f"checkpoint {path} is not a planet checkpoint or is truncated ({len(raw)} bytes); "
+            "delete it to fall back to an earlier one"
+        )
+    digest, data = raw[len(MAGIC) : header], raw[header:]
+    if hashlib.sha256(data).digest() != digest:
+        raise CheckpointError(
+            f"checkpoint {path} fails its checksum (truncated or corrupted); "
+            "delete it to fall back to an earlier one"
+        )
+    return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+
+
+def checkpoint_path(directory: Path, episode: int) -> Path:
+    return directory / f"episode_{episode:06d}.pt"
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """Checkpoint files, newest (most episodes) first."""
+    return sorted(Path(directory).glob("episode_*.pt"), reverse=True)
+
+
+def load_latest(directory: str | Path, map_location="cpu", warn=print):
+    """Load the newest checkpoint that passes its checks; returns (path, payload) or None.
+
+    A damaged file is reported through `warn` and skipped, falling back to the next older one.
+    """
+    for path in list_checkpoints(directory):
+        try:
+            return path, load_checkpoint(path, map_location)
+        except CheckpointError as error:
+            warn(f"warning: {error}; trying an older checkpoint")
+    return None
+
+
+def prune_checkpoints(directory: str | Path, keep: int = 2) -> None:
+    for path in list_checkpoints(directory)[keep:]:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,174 @@
+"""The `planet` command: `planet train | presets` (see `planet --help`).
+
+Every config field can be set with `--set section.field=value`; `planet train --help` lists them
+all with their defaults. Errors are one line on stderr and a non-zero exit (`--debug` shows the
+traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from planet.config import (
+    PRESET_HELP,
+    PRESETS,
+    Config,
+    ConfigError,
+    apply_overrides,
+    apply_preset,
+    field_docs,
+    parse_assignments,
+)
+
+
+class UsageError(Exception):
+    """A bad command line or input; printed as one line."""
+
+
+def _fields_epilog() -> str:
+    lines = ["config fields (set any with --set section.field=value):"]
+    for name, kind, default, doc in field_docs():
+        lines.append(f"  {name} ({kind}, default {default!r})")
+        if doc:
+            lines.append(f"      {doc}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="planet",
+        description="PlaNet: learning latent dynamics for planning from pixels (Hafner et al.).",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        help="train an agent (resumes when the run dir holds a checkpoint)",
+        description="Train PlaNet. The default run is the paper's configuration.",
+        epilog=_fields_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("--env", help="task, e.g. cartpole-swingup, dmc:walker-walk, "
+                       "gym:Pendulum-v1, toy:dot (default: cartpole-swingup)")
+    train.add_argument("--seed", type=int, help="random seed (default 0)")
+    train.add_argument("--run-dir", help="run folder (default runs/<env>/<preset>-s<seed>)")
+    train.add_argument("--resume", metavar="RUN_DIR",
+                       help="resume the run in RUN_DIR with its saved config")
+    train.add_argument("--episodes", type=int,
+                       help="total episodes to collect, seed episodes included (default 1000)")
+    train.add_argument("--preset", default=None,
+                       help=f"named overrides, comma-separated: {', '.join(PRESETS)} "
+                       "(default paper)")
+    train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto")
+    train.add_argument("--symbolic", action="store_true",
+                       help="low-dimensional state observations instead of pixels")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set train.batch_size=16")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    commands.add_parser("presets", help="list the presets and what they change")
+    return parser
+
+
+def resolve_train_config(args: argparse.Namespace) -> tuple[Config, Path]:
+    """Config from (saved config when resuming) + preset + flags + --set, and the run dir."""
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.json").exists():
+            raise UsageError(f"--resume {run_dir}: no config.json there, nothing to resume")
+        config = Config.load(run_dir / "config.json")
+    else:
+        config = Config()
+    if args.preset is not None:
+        apply_preset(config, args.preset)
+    elif not args.resume:
+        apply_preset(config, "paper")
+    overrides = {}
+    if args.env is not None:
+        overrides["env.name"] = args.env
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.episodes is not None:
+        if args.episodes < 0:
+            raise UsageError(f"--episodes must be >= 0, got {args.episodes}")
+        overrides["train.episodes"] = args.episodes
+    if args.device is not None:
+        overrides["device"] = args.device
+    if args.symbolic:
+        overrides["env.symbolic"] = True
+    overrides.update(parse_assignments(args.set))
+    apply_overrides(config, overrides)
+    if args.resume:
+        return config, run_dir
+    if args.run_dir:
+        run_dir = Path(args.run_dir)
+    else:
+        safe_env = config.env.name.replace(":", "_").replace("/", "_")
+        run_dir = Path("runs") / safe_env / f"{config.preset.replace(',', '+')}-s{config.seed}"
+    return config, run_dir
+
+
+def command_train(args: argparse.Namespace) -> int:
+    from planet.envs import parse_env_name
+    from planet.train import train
+
+    config, run_dir = resolve_train_config(args)
+    parse_env_name(config.env.name)  # fail fast on a bad name, before any heavy import
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"run dir {run_dir} exists and is not a directory")
+    summary = train(config, run_dir, progress=not args.no_progress)
+    last = summary["last"]
+    if last:
+        print(
+            f"done: {summary['episodes']} episodes, {summary['env_steps']} env steps, "
+            f"last return {last['return']:.1f}; run dir {run_dir}"
+        )
+    return 0
+
+
+def command_presets(args: argparse.Namespace) -> int:
+    for name, overrides in PRESETS.items():
+        print(f"{name}: {PRESET_HELP.get(name, '')}")
+        for key, value in overrides.items():
+            print(f"    {key} = {value!r}")
+    return 0
+
+
+COMMANDS = {"train": command_train, "presets": command_presets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from planet.checkpoint import CheckpointError
+    from planet.data.replay import ReplayError
+    from planet.envs import EnvError
+    from planet.train import TrainError
+
+    expected = (UsageError, ConfigError, EnvError, TrainError, CheckpointError, ReplayError)
+    try:
+        return COMMANDS[args.command](args)
+    except expected as error:
+        if args.debug:
+            raise
+        print(f"planet {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"planet {args.command}: interrupted; the last checkpoint is kept", file=sys.stderr)
+        return 130
+    except OSError as error:
+        if args.debug:
+            raise
+        print(f"planet {args.command}: error: {error.strerror or error}: "
+              f"{error.filename or ''}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

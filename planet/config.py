@@ -1,0 +1,353 @@
+"""One typed configuration for a PlaNet run, with the paper's values as defaults.
+
+The tree is `Config(env, model, train, planner)`. Every field has a docstring that names the paper
+symbol and value. Presets are named overrides applied left to right (`paper`, `smoke`, `cpu`, ...);
+`--set section.field=value` on the command line applies after them. Unknown keys and values of the
+wrong type are errors that name the closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class EnvConfig:
+    name: str = "cartpole-swingup"
+    """Task: `cartpole-swingup`, `dmc:walker-walk`, `gym:Pendulum-v1`, `toy:dot` (see planet.envs)."""
+    action_repeat: int = 0
+    """Env steps per agent step (paper: R = 8 cartpole, 4 reacher/cheetah/cup, 2 finger/walker).
+    0 takes the task's value from the paper's table (1 for tasks not in it)."""
+    image_size: int = 64
+    """Observation height and width in pixels (paper: 64)."""
+    symbolic: bool = False
+    """Use the low-dimensional state vector instead of pixels."""
+    max_episode_steps: int = 1000
+    """Env steps per episode before truncation (paper: 1000, i.e. 1000 / R agent steps)."""
+
+
+@dataclass
+class ModelConfig:
+    embedding_size: int = 1024
+    """Encoder output e_t (paper: 1024 for 64x64 images)."""
+    belief_size: int = 200
+    """Deterministic GRU state h_t (paper: 200)."""
+    state_size: int = 30
+    """Stochastic state s_t, a diagonal Gaussian (paper: 30)."""
+    hidden_size: int = 200
+    """Width of the RSSM's dense layers (paper: 200)."""
+    reward_hidden_size: int = 100
+    """Width of the reward model's two hidden layers (official code: 100; paper text: 200)."""
+    min_stddev: float = 0.1
+    """Lower bound of the state std: softplus(x) + min_stddev (paper: 0.1)."""
+    cnn_depth: int = 32
+    """Channels of the first conv layer; later layers double it (paper: 32/64/128/256)."""
+    activation: str = "relu"
+    """Activation of every hidden layer: relu or elu (paper: relu)."""
+
+
+@dataclass
+class TrainConfig:
+    episodes: int = 1000
+    """Total episodes to collect, seed episodes included (paper: about 1000 for Table 1)."""
+    seed_episodes: int = 5
+    """Episodes of uniform random actions before training (paper: S = 5)."""
+    collect_interval: int = 100
+    """World-model updates per collected episode (paper: C = 100)."""
+    batch_size: int = 50
+    """Sequence chunks per update (paper: B = 50)."""
+    chunk_length: int = 50
+    """Steps per chunk (paper: L = 50)."""
+    learning_rate: float = 1e-3
+    """Adam learning rate (paper: 1e-3)."""
+    adam_eps: float = 1e-4
+    """Adam epsilon (paper: 1e-4)."""
+    grad_clip_norm: float = 1000.0
+    """Gradient norm clip (paper: 1000)."""
+    free_nats: float = 3.0
+    """Free nats: the summed KL is clamped below at this value (paper: 3)."""
+    reward_scale: float = 10.0
+    """Weight of the reward log-likelihood (official code: 10; the paper text does not state one)."""
+    overshooting: bool = False
+    """Latent overshooting (paper Sec. 4, Eq. 7). Off in the camera-ready configuration."""
+    overshooting_distance: int = 50
+    """Overshooting distance D (paper: 50; capped at the chunk length)."""
+    overshooting_kl_scale: float = 1.0
+    """Weight beta of the multi-step KL terms (paper: beta_d = 1)."""
+    bit_depth: int = 5
+    """Bits kept per colour channel (paper: 5)."""
+    exploration_noise: float = 0.3
+    """Std of the Gaussian noise added to the planned action while collecting (paper: 0.3)."""
+    test_interval: int = 25
+    """Run a noise-free evaluation after every this many collected episodes (0 disables)."""
+    test_episodes: int = 1
+    """Episodes per noise-free evaluation; they run as one batch of envs."""
+    checkpoint_interval: int = 1
+    """Write a checkpoint after every this many collected episodes."""
+    image_log_interval: int = 25
+    """Log a reconstruction image to TensorBoard every this many episodes (0 disables)."""
+    precision: str = "auto"
+    """Matrix-product dtype: auto (bf16 where the hardware runs it fast), bfloat16 or float32.
+    Weights, optimiser state and the loss stay float32 in every case."""
+    deterministic: bool = False
+    """Use deterministic algorithms (slower) so a seed reproduces the same run on CPU."""
+
+
+@dataclass
+class PlannerConfig:
+    horizon: int = 12
+    """Planning horizon H (paper: 12)."""
+    iterations: int = 10
+    """CEM iterations I (paper: 10)."""
+    candidates: int = 1000
+    """Candidate action sequences J per iteration (paper: 1000)."""
+    top_candidates: int = 100
+    """Candidates K the belief over actions is refit to (paper: 100)."""
+
+
+@dataclass
+class Config:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    seed: int = 0
+    """Seed of torch, numpy and the environments."""
+    device: str = "auto"
+    """auto (CUDA when present, else CPU), cpu or cuda."""
+    preset: str = "paper"
+    """Presets applied, comma-separated, in order (informational; set by the CLI)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        config = cls()
+        apply_overrides(config, flatten(data))
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path) -> Config:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def hash(self, fields: list[str] | None = None) -> str:
+        """Short hash of the listed dotted fields (all fields when None)."""
+        flat = flatten(self.to_dict())
+        keys = sorted(flat) if fields is None else fields
+        text = json.dumps({k: flat[k] for k in keys}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# --- presets: named overrides, applied left to right -------------------------------------------
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's configuration: the dataclass defaults themselves.
+    "paper": {},
+    # Tiny and fast: same code paths, finishes 3 cartpole episodes in well under 2 minutes on 2 cores.
+    "smoke": {
+        "train.seed_episodes": 2,
+        "train.collect_interval": 5,
+        "train.batch_size": 4,
+        "train.chunk_length": 10,
+        "train.test_interval": 1,
+        "train.image_log_interval": 1,
+        "planner.horizon": 6,
+        "planner.iterations": 2,
+        "planner.candidates": 32,
+        "planner.top_candidates": 4,
+        "model.belief_size": 32,
+        "model.state_size": 8,
+        "model.hidden_size": 32,
+        "model.reward_hidden_size": 32,
+        "model.cnn_depth": 8,
+        "model.embedding_size": 256,
+    },
+}
+PRESET_HELP = {
+    "paper": "the paper's configuration (the defaults)",
+    "smoke": "tiny model and planner, same code paths: a quick check that everything runs",
+}
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'batch_size': 50}} -> {'train.batch_size': 50}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def field_docs(config: Config | None = None) -> list[tuple[str, str, Any, str]]:
+    """(dotted name, type name, default, doc) of every leaf field, docs read from the source."""
+    import ast
+    import inspect
+
+    def docs_of(cls: type) -> dict[str, str]:
+        tree = ast.parse(inspect.getsource(cls))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        docs = {}
+        for node, following in zip(body, body[1:] + [None], strict=True):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                if (
+                    isinstance(following, ast.Expr)
+                    and isinstance(following.value, ast.Constant)
+                    and isinstance(following.value.value, str)
+                ):
+                    docs[node.target.id] = " ".join(following.value.value.split())
+        return docs
+
+    config = config or Config()
+    rows = []
+
+    def walk(obj: Any, prefix: str) -> None:
+        docs = docs_of(type(obj))
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, prefix + f.name + ".")
+            else:
+                rows.append((prefix + f.name, hints[f.name].__name__, value, docs.get(f.name, "")))
+
+    walk(config, "")
+    return rows
+
+
+class ConfigError(ValueError):
+    """A bad key or value in a config override; the message is meant for the user."""
+
+
+def _parse_value(key: str, text: Any, kind: type) -> Any:
+    if not isinstance(text, str):
+        if kind is float and isinstance(text, int) and not isinstance(text, bool):
+            return float(text)
+        if isinstance(text, kind) and not (kind is int and isinstance(text, bool)):
+            return text
+        raise ConfigError(f"{key} must be {kind.__name__}, got {text!r}")
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key} must be true or false, got {text!r}")
+    if kind is str:
+        return text
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{key} must be {kind.__name__}, got {text!r}") from None
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """Set dotted fields in place, checking that each key exists and each value has its type."""
+    valid = {name: kind for name, kind, _, _ in field_docs(config)}
+    types = {"int": int, "float": float, "str": str, "bool": bool}
+    for key, value in overrides.items():
+        if key not in valid:
+            close = difflib.get_close_matches(key, list(valid), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"unknown config field {key!r}{hint}")
+        parsed = _parse_value(key, value, types[valid[key]])
+        target: Any = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = getattr(target, part)
+        setattr(target, leaf, parsed)
+    validate(config)
+    return config
+
+
+def apply_preset(config: Config, name: str) -> Config:
+    for part in [p for p in name.split(",") if p]:
+        if part not in PRESETS:
+            raise ConfigError(f"unknown preset {part!r}; valid presets: {', '.join(PRESETS)}")
+        apply_overrides(config, PRESETS[part])
+    config.preset = name
+    return config
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """['train.batch_size=16'] -> {'train.batch_size': '16'}."""
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects section.field=value, got {item!r}")
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def validate(config: Config) -> None:
+    """Reject values no run can use, with a message that names the field."""
+    positive = {
+        "env.image_size": config.env.image_size,
+        "env.max_episode_steps": config.env.max_episode_steps,
+        "model.embedding_size": config.model.embedding_size,
+        "model.belief_size": config.model.belief_size,
+        "model.state_size": config.model.state_size,
+        "model.hidden_size": config.model.hidden_size,
+        "model.reward_hidden_size": config.model.reward_hidden_size,
+        "model.cnn_depth": config.model.cnn_depth,
+        "train.batch_size": config.train.batch_size,
+        "train.chunk_length": config.train.chunk_length,
+        "train.bit_depth": config.train.bit_depth,
+        "train.checkpoint_interval": config.train.checkpoint_interval,
+        "train.test_episodes": config.train.test_episodes,
+        "planner.horizon": config.planner.horizon,
+        "planner.iterations": config.planner.iterations,
+        "planner.candidates": config.planner.candidates,
+        "planner.top_candidates": config.planner.top_candidates,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key} must be positive, got {value}")
+    non_negative = {
+        "env.action_repeat": config.env.action_repeat,
+        "train.episodes": config.train.episodes,
+        "train.seed_episodes": config.train.seed_episodes,
+        "train.collect_interval": config.train.collect_interval,
+        "train.test_interval": config.train.test_interval,
+        "train.image_log_interval": config.train.image_log_interval,
+        "train.free_nats": config.train.free_nats,
+        "train.exploration_noise": config.train.exploration_noise,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0, got {value}")
+    if config.planner.top_candidates > config.planner.candidates:
+        raise ConfigError("planner.top_candidates must not exceed planner.candidates")
+    if config.train.bit_depth > 8:
+        raise ConfigError("train.bit_depth must be at most 8")
+    if config.model.activation not in ("relu", "elu"):
+        raise ConfigError("model.activation must be relu or elu")
+    if config.train.precision not in ("auto", "bfloat16", "float32"):
+        raise ConfigError("train.precision must be auto, bfloat16 or float32")
+    if config.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError("device must be auto, cpu or cuda")
+    if config.train.chunk_length < 2:
+        raise ConfigError("train.chunk_length must be at least 2")
+
+
+def make_config(preset: str = "paper", overrides: dict[str, Any] | None = None) -> Config:
+    config = Config()
+    apply_preset(config, preset)
+    apply_overrides(config, overrides or {})
+    return config

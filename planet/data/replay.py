@@ -1,0 +1,240 @@
+"""Replay of whole episodes, sampled as fixed-length chunks that never cross episodes.
+
+Each episode is kept as it was collected, as uint8 frames, and grows memory one episode at a time
+(no up-front allocation of the whole capacity). With a `directory`, each episode is also written to
+disk when it completes, atomically, as `<index>_<length>.npz`; the files on disk are the source of
+truth that a resumed run reloads.
+
+Time alignment inside an episode of N agent steps (arrays of length N + 1):
+
+    index t        0        1        2      ...    N
+    obs[t]         o_0      o_1      o_2           o_N      o_0 is the reset observation
+    action[t]      0        a_0      a_1           a_{N-1}  the action that *led to* obs[t]
+    reward[t]      0        r_0      r_1           r_{N-1}  the reward received with obs[t]
+
+So one row t holds (a_{t-1}, r_{t-1}, o_t): the RSSM step h_t = f(h_{t-1}, s_{t-1}, a_{t-1})
+reads `action[t]`, the posterior q(s_t | h_t, o_t) reads `obs[t]`, and the reward model
+p(r | h_t, s_t) is trained on `reward[t]`. Row 0 has a zero action and zero reward.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+EPISODE_KEYS = ("obs", "action", "reward")
+
+
+class ReplayError(RuntimeError):
+    """Bad replay state or a damaged episode file; the message is meant for the user."""
+
+
+@dataclass
+class Chunks:
+    """A batch of chunks, time-major: obs (T, B, ...), action (T, B, A), reward (T, B)."""
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+
+
+def quantise_frames(frames: np.ndarray, bit_depth: int) -> np.ndarray:
+    """Drop the low bits of uint8 frames (stored this way, they compress far better)."""
+    shift = 8 - bit_depth
+    return (frames >> shift) << shift
+
+
+class EpisodeReplay:
+    """Whole episodes in memory (and on disk with `directory`), sampled as chunks.
+
+    Usage:
+        replay = EpisodeReplay(directory="run/episodes")
+        replay.add({"obs": obs, "action": action, "reward": reward})  # arrays of length N + 1
+        chunks = replay.sample(batch_size=50, chunk_length=50, rng=np.random.default_rng(0))
+    """
+
+    def __init__(
+        self,
+        directory: str | Path | None = None,
+        bit_depth: int = 5,
+        max_episodes_in_memory: int = 0,
+    ):
+        self.directory = Path(directory) if directory is not None else None
+        self.bit_depth = bit_depth
+        self.max_episodes_in_memory = max_episodes_in_memory
+        self.episodes: list[dict[str, np.ndarray] | None] = []
+        self.lengths: list[int] = []  # agent steps N per episode (arrays hold N + 1 rows)
+        self.paths: list[Path | None] = []
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    # --- adding --------------------------------------------------------------------------------
+    def add(self, episode: dict[str, np.ndarray]) -> int:
+        """Store one finished episode; returns its index."""
+        missing = [key for key in EPISODE_KEYS if key not in episode]
+        if missing:
+            raise ReplayError(f"episode is missing {missing}")
+        rows = len(episode["obs"])
+        if rows < 2 or any(len(episode[key]) != rows for key in EPISODE_KEYS):
+            raise ReplayError(
+                "episode arrays must share a length of at least 2 (reset row + one step), got "
+                + str({key: len(episode[key]) for key in EPISODE_KEYS})
+            )
+        obs = np.asarray(episode["obs"])
+        if obs.dtype == np.uint8:
+            obs = quantise_frames(obs, self.bit_depth)
+        stored = {
+            "obs": np.ascontiguousarray(obs),
+            "action": np.asarray(episode["action"], dtype=np.float32),
+            "reward": np.asarray(episode["reward"], dtype=np.float32),
+        }
+        index = len(self.episodes)
+        path = None
+        if self.directory is not None:
+            path = self.directory / f"{index:06d}_{rows - 1}.npz"
+            save_episode(path, stored)
+        self.episodes.append(stored)
+        self.lengths.append(rows - 1)
+        self.paths.append(path)
+        self._evict()
+        return index
+
+    def _evict(self) -> None:
+        """Keep at most `max_episodes_in_memory` episodes in RAM (0: all); the oldest go first.
+
+        Evicted episodes stay in the replay: they are read back from their file when sampled.
+        """
+        if not self.max_episodes_in_memory or self.directory is None:
+            return
+        resident = [i for i, episode in enumerate(self.episodes) if episode is not None]
+        for index in resident[: max(0, len(resident) - self.max_episodes_in_memory)]:
+            self.episodes[index] = None
+
+    def _episode(self, index: int) -> dict[str, np.ndarray]:
+        episode = self.episodes[index]
+        if episode is None:
+            path = self.paths[index]
+            assert path is not None
+            episode = load_episode(path)
+        return episode
+
+    # --- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, directory: str | Path, bit_depth: int = 5, max_episodes_in_memory: int = 0,
+        limit: int | None = None,
+    ) -> EpisodeReplay:
+        """Reload every episode file in `directory` in index order (the first `limit` of them)."""
+        replay = cls(None, bit_depth, max_episodes_in_memory)
+        replay.directory = Path(directory)
+        files = sorted(Path(directory).glob("*.npz"))
+        for expected, path in enumerate(files[:limit]):
+            index = int(path.stem.split("_")[0])
+            if index != expected:
+                raise ReplayError(f"episode files are not contiguous: expected index {expected}, "
+                                  f"found {path.name} in {directory}")
+            episode = load_episode(path)
+            replay.episodes.append(episode)
+            replay.lengths.append(len(episode["obs"]) - 1)
+            replay.paths.append(path)
+            replay._evict()
+        return replay
+
+    # --- sampling ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    @property
+    def num_steps(self) -> int:
+        return int(sum(self.lengths))
+
+    def sample(self, batch_size: int, chunk_length: int, rng: np.random.Generator) -> Chunks:
+        """Draw `batch_size` chunks of `chunk_length` rows, uniformly over all valid start rows.
+
+        A chunk is rows [start, start + chunk_length) of one episode; it never crosses episodes.
+        Episodes shorter than the chunk are never drawn; if none is long enough, raises.
+        """
+        rows = np.asarray(self.lengths) + 1
+        starts_per_episode = np.maximum(rows - chunk_length + 1, 0)
+        total = int(starts_per_episode.sum())
+        if total == 0:
+            longest = int(rows.max()) if len(rows) else 0
+            raise ReplayError(
+                f"no episode is long enough for chunks of {chunk_length} steps "
+                f"({len(self)} episodes, longest {longest} rows); lower train.chunk_length"
+            )
+        # Uniform over every (episode, start) pair: draw a flat position, then locate it.
+        flat = rng.integers(0, total, size=batch_size)
+        bounds = np.cumsum(starts_per_episode)
+        episode_ids = np.searchsorted(bounds, flat, side="right")
+        starts = flat - (bounds[episode_ids] - starts_per_episode[episode_ids])
+        obs, action, reward = [], [], []
+        for episode_id, start in zip(episode_ids, starts, strict=True):
+            episode = self._episode(int(episode_id))
+            window = slice(int(start), int(start) + chunk_length)
+            obs.append(episode["obs"][window])
+            action.append(episode["action"][window])
+            reward.append(episode["reward"][window])
+        # Stack batch-second: (T, B, ...).
+        return Chunks(
+            obs=np.stack(obs, axis=1),
+            action=np.stack(action, axis=1),
+            reward=np.stack(reward, axis=1),
+        )
+
+
+# --- episode files -------------------------------------------------------------------------------
+def save_episode(path: Path, episode: dict[str, np.ndarray]) -> None:
+    """Write an episode atomically: compressed npz with a CRC32 of its arrays, fsync, rename."""
+    buffer = io.BytesIO()
+    checksum = np.array(_checksum(episode), dtype=np.uint32)
+    np.savez_compressed(buffer, checksum=checksum, **episode)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_episode(path: Path) -> dict[str, np.ndarray]:
+    """Read and verify an episode file; a damaged file raises ReplayError naming it."""
+    try:
+        with np.load(path) as data:
+            episode = {key: data[key] for key in EPISODE_KEYS}
+            stored = int(data["checksum"])
+    except Exception as error:  # zip, pickle or key errors all mean the same to the user
+        raise ReplayError(
+            f"episode file {path} is unreadable ({type(error).__name__}: {error}); "
+            "delete it (and any later episode files) to resume without it"
+        ) from None
+    if _checksum(episode) != stored:
+        raise ReplayError(f"episode file {path} fails its checksum; delete it to resume without it")
+    return episode
+
+
+def _checksum(episode: dict[str, np.ndarray]) -> int:
+    value = 0
+    for key in EPISODE_KEYS:
+        value = zlib.crc32(np.ascontiguousarray(episode[key]).tobytes(), value)
+    return value
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync it, then rename over `path`."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    directory_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory_fd)
+    finally:
+        os.close(directory_fd)

@@ -1,0 +1,142 @@
+"""Environments by name, all behind the Gymnasium API with the same observation layout.
+
+Names:
+    cartpole-swingup, dmc:walker-walk, ...   DeepMind Control Suite `domain-task`
+    gym:Pendulum-v1                          any Gymnasium env that renders rgb_array
+    toy:dot                                  a tiny NumPy pixel env for tests
+
+Every env returned by `make_env` has:
+    observation: uint8 (3, 64, 64) frames (or float32 state vectors with symbolic=True);
+    action: a Box scaled to [-1, 1] (the planner's bounds);
+    `action_repeat` and `max_episode_steps` (agent steps) as attributes of the outer wrapper.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import (
+    AddRenderObservation,
+    FlattenObservation,
+    RepeatAction,
+    RescaleAction,
+    ResizeObservation,
+    TimeLimit,
+)
+
+from planet.envs.dmc import ACTION_REPEATS
+from planet.envs.toy import DotEnv
+from planet.envs.wrappers import ChannelsFirst, Float32Observation
+
+VALID_FORMS = (
+    "valid forms: a paper task (" + ", ".join(ACTION_REPEATS) + "), any other dm_control task "
+    "as `domain-task` or `dmc:domain-task`, a Gymnasium env as `gym:ID` (e.g. gym:Pendulum-v1), "
+    "or `toy:dot`"
+)
+
+
+# pygame (Gymnasium's classic-control renderer) probes for sound and a display otherwise.
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+
+class EnvError(ValueError):
+    """A bad environment name or an environment we cannot use; meant for the user."""
+
+
+def parse_env_name(name: str) -> tuple[str, str]:
+    """'dmc:cartpole-swingup' / 'cartpole-swingup' -> ('dmc', 'cartpole-swingup'), etc."""
+    if ":" in name:
+        family, _, task = name.partition(":")
+    else:
+        family, task = "dmc", name
+    if family not in ("dmc", "gym", "toy") or not task:
+        raise EnvError(f"unknown environment {name!r}; {VALID_FORMS}")
+    return family, task
+
+
+def default_action_repeat(name: str) -> int:
+    family, task = parse_env_name(name)
+    return ACTION_REPEATS.get(task, 1) if family == "dmc" else 1
+
+
+def make_env(
+    name: str,
+    seed: int = 0,
+    action_repeat: int = 0,
+    image_size: int = 64,
+    symbolic: bool = False,
+    max_episode_steps: int = 1000,
+) -> gym.Env:
+    """Build an env by name (see module docstring). `action_repeat` 0 takes the task default."""
+    family, task = parse_env_name(name)
+    repeat = action_repeat or default_action_repeat(name)
+    if family == "dmc":
+        from planet.envs.dmc import make_dmc_env, split_task
+
+        try:
+            split_task(task)
+            env = make_dmc_env(task, seed, image_size, symbolic)
+        except (KeyError, ValueError):
+            raise EnvError(f"unknown dm_control task {task!r}; {VALID_FORMS}") from None
+    elif family == "toy":
+        if task != "dot":
+            raise EnvError(f"unknown toy env {task!r}; {VALID_FORMS}")
+        env = DotEnv(size=image_size)
+        max_episode_steps = min(max_episode_steps, env.episode_steps * repeat)
+    else:
+        env = _make_gym_env(task, symbolic)
+    _check_action_space(name, env.action_space)
+    if not np.allclose(env.action_space.low, -1) or not np.allclose(env.action_space.high, 1):
+        env = RescaleAction(env, -1.0, 1.0)
+    if repeat > 1:
+        env = RepeatAction(env, repeat)
+    agent_steps = max(1, max_episode_steps // repeat)
+    env = TimeLimit(env, agent_steps)
+    if symbolic:
+        if isinstance(env.observation_space, gym.spaces.Dict):
+            env = FlattenObservation(env)
+        env = Float32Observation(env)
+    else:
+        try:
+            env = AddRenderObservation(env, render_only=True)
+        except gym.error.DependencyNotInstalled as error:
+            raise EnvError(f"{name}: rendering needs a missing package: {error}") from None
+        if env.observation_space.shape[:2] != (image_size, image_size):
+            env = ResizeObservation(env, (image_size, image_size))
+        env = ChannelsFirst(env)
+    env.action_repeat = repeat
+    env.max_episode_steps = agent_steps
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    return env
+
+
+def _make_gym_env(env_id: str, symbolic: bool) -> gym.Env:
+    try:
+        env = gym.make(env_id, render_mode=None if symbolic else "rgb_array")
+    except gym.error.Error as error:
+        raise EnvError(f"cannot make Gymnasium env {env_id!r}: {error}; {VALID_FORMS}") from None
+    except TypeError as error:
+        raise EnvError(f"Gymnasium env {env_id!r} does not accept render_mode: {error}") from None
+    if not symbolic and "rgb_array" not in env.metadata.get("render_modes", []):
+        raise EnvError(
+            f"Gymnasium env {env_id!r} cannot render rgb_array frames "
+            f"(render modes: {env.metadata.get('render_modes', [])}); use --symbolic"
+        )
+    if symbolic and not isinstance(env.observation_space, gym.spaces.Box | gym.spaces.Dict):
+        raise EnvError(f"--symbolic needs a Box observation space, {env_id!r} has "
+                       f"{env.observation_space}")
+    return env
+
+
+def _check_action_space(name: str, space: gym.Space) -> None:
+    if not isinstance(space, gym.spaces.Box):
+        raise EnvError(
+            f"{name}: PlaNet plans continuous actions, but the action space is {space} "
+            "(it must be a bounded gymnasium.spaces.Box)"
+        )
+    if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        raise EnvError(f"{name}: the action space {space} is unbounded; PlaNet needs finite bounds")

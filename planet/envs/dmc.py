@@ -1,0 +1,52 @@
+"""DeepMind Control Suite tasks as Gymnasium envs, through shimmy's compatibility wrapper.
+
+Pixels are rendered once per agent step, directly at 64x64 from camera 0 (not once per repeated
+physics step, and not large then resized): `AddRenderObservation(RepeatAction(env, R))`.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+# The paper's action repeats (PAPER.md; some ports use 6 for ball_in_cup, the paper uses 4).
+ACTION_REPEATS = {
+    "cartpole-swingup": 8,
+    "reacher-easy": 4,
+    "cheetah-run": 4,
+    "finger-spin": 2,
+    "ball_in_cup-catch": 4,
+    "walker-walk": 2,
+}
+
+
+def split_task(name: str) -> tuple[str, str]:
+    """'ball_in_cup-catch' -> ('ball_in_cup', 'catch'); the domain may hold underscores only."""
+    if name.count("-") != 1:
+        raise ValueError(name)
+    domain, task = name.split("-")
+    return domain, task
+
+
+def make_dmc_env(name: str, seed: int, image_size: int, symbolic: bool) -> gym.Env:
+    from planet.envs.gl import choose_gl_backend, missing_gl_message
+
+    if not symbolic and choose_gl_backend() is None:
+        raise RuntimeError(missing_gl_message())
+    from dm_control import suite
+    from shimmy.dm_control_compatibility import DmControlCompatibilityV0
+
+    domain, task = split_task(name)
+    if (domain, task) not in suite.ALL_TASKS:
+        raise KeyError(name)
+    dm_env = suite.load(domain, task, task_kwargs={"random": seed})
+    return DmControlCompatibilityV0(
+        dm_env,
+        render_mode="rgb_array",
+        render_kwargs={"width": image_size, "height": image_size, "camera_id": 0},
+    )
+
+
+def dmc_task_names() -> list[str]:
+    from dm_control import suite
+
+    return [f"{domain}-{task}" for domain, task in suite.ALL_TASKS]

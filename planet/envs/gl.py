@@ -1,0 +1,46 @@
+"""Pick a headless OpenGL backend for MuJoCo before mujoco or dm_control is first imported.
+
+MuJoCo reads MUJOCO_GL once, at import. Unless the user set it, we choose EGL (Mesa's software
+rasteriser on a CPU machine, the NVIDIA driver on a GPU machine), then OSMesa, then GLFW when a
+display exists. If none is usable, `missing_gl_message()` names the Debian packages to install.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+
+EGL_PACKAGES = "libegl1 libopengl0 libegl-mesa0 libgl1-mesa-dri"
+OSMESA_PACKAGES = "libosmesa6"
+
+
+def _has_library(name: str) -> bool:
+    return ctypes.util.find_library(name) is not None
+
+
+def choose_gl_backend() -> str | None:
+    """Set MUJOCO_GL (if unset) to a backend whose libraries exist; return it, or None."""
+    if os.environ.get("MUJOCO_GL"):
+        backend = os.environ["MUJOCO_GL"]
+    elif _has_library("EGL") and _has_library("OpenGL"):
+        backend = "egl"
+    elif _has_library("OSMesa"):
+        backend = "osmesa"
+    elif os.environ.get("DISPLAY"):
+        backend = "glfw"
+    else:
+        return None
+    os.environ["MUJOCO_GL"] = backend
+    if backend == "osmesa":
+        os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+    elif backend == "egl":
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    return backend
+
+
+def missing_gl_message() -> str:
+    return (
+        "no OpenGL backend for headless MuJoCo rendering was found (tried EGL, OSMesa, and a "
+        f"display for GLFW). Install one: `sudo apt-get install -y {EGL_PACKAGES}` (EGL) or "
+        f"`sudo apt-get install -y {OSMESA_PACKAGES}` (OSMesa), or set MUJOCO_GL yourself."
+    )

@@ -1,0 +1,117 @@
+"""One gradient update of the world model on a batch of chunks (Algorithm 1, "model fitting").
+
+uint8 frames travel to the device as uint8 and are turned into floats there. The loss is the
+negative ELBO of `planet.objectives`, computed once per update, in float32, from products that
+run in bf16 under autocast where the hardware is fast at it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from planet.config import TrainConfig
+from planet.data.preprocess import preprocess_obs
+from planet.data.replay import Chunks
+from planet.models.world_model import WorldModel
+from planet.objectives import (
+    Losses,
+    kl_loss,
+    overshooting_kl_loss,
+    reconstruction_loss,
+    reward_loss,
+)
+
+
+class Learner:
+    """Holds the optimiser; `update(chunks)` runs one step and returns the loss terms."""
+
+    def __init__(self, model: WorldModel, config: TrainConfig, device: torch.device, autocast):
+        self.model = model
+        self.config = config
+        self.device = device
+        self.autocast = autocast
+        self.optimizer = torch.optim.Adam(
+            model.parameters(), lr=config.learning_rate, eps=config.adam_eps
+        )
+        self.nonfinite_updates = 0  # updates skipped because a loss or gradient was not finite
+        self.nonfinite_in_a_row = 0
+
+    def to_device(self, chunks: Chunks) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Chunks (T, B, ...) from replay -> (obs float, action, reward) on the device."""
+        obs = torch.from_numpy(chunks.obs).to(self.device, non_blocking=True)
+        if obs.dtype == torch.uint8:
+            obs = preprocess_obs(obs, self.config.bit_depth)  # (T, B, 3, 64, 64) in [-0.5, 0.5)
+        action = torch.from_numpy(chunks.action).to(self.device)  # (T, B, A)
+        reward = torch.from_numpy(chunks.reward).to(self.device)  # (T, B)
+        return obs, action, reward
+
+    def compute_losses(
+        self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor
+    ) -> Losses:
+        """Negative ELBO of one batch; obs (T, B, ...), action (T, B, A), reward (T, B)."""
+        model, config = self.model, self.config
+        steps, batch = action.shape[:2]
+        with self.autocast():
+            embedding = model.encoder(obs.flatten(0, 1)).unflatten(0, (steps, batch))  # (T, B, E)
+            belief, state = model.rssm.initial(batch, obs.device)
+            rollout = model.rssm.observe(embedding, action, belief, state)  # posterior unroll
+            features = rollout.features  # (T, B, 230), posterior samples
+            obs_mean = model.decoder(features.flatten(0, 1)).unflatten(0, (steps, batch))
+            reward_mean = model.reward_model(features)  # (T, B)
+            overshooting = (
+                overshooting_kl_loss(
+                    model.rssm, rollout.beliefs, rollout.states, action, rollout.posterior,
+                    config.overshooting_distance, config.free_nats,
+                )
+                if config.overshooting
+                else obs.new_zeros(())
+            )
+        # Eq. 3 terms, in float32.
+        reconstruction = reconstruction_loss(obs_mean, obs)
+        reward_term = reward_loss(reward_mean, reward)
+        kl = kl_loss(rollout.posterior, rollout.prior, config.free_nats)
+        total = (
+            reconstruction
+            + config.reward_scale * reward_term
+            + kl
+            + config.overshooting_kl_scale * overshooting
+        )
+        return Losses(total, reconstruction, reward_term, kl, overshooting)
+
+    def update(self, chunks: Chunks) -> dict[str, float]:
+        obs, action, reward = self.to_device(chunks)
+        losses = self.compute_losses(obs, action, reward)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.config.grad_clip_norm
+        )
+        metrics = losses.as_floats()
+        metrics["grad_norm"] = float(grad_norm)
+        if not (math.isfinite(metrics["total"]) and math.isfinite(metrics["grad_norm"])):
+            # Skip this update: a single bad batch must not poison the weights.
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nonfinite_updates += 1
+            self.nonfinite_in_a_row += 1
+            metrics["skipped"] = 1.0
+            return metrics
+        self.nonfinite_in_a_row = 0
+        self.optimizer.step()
+        metrics["skipped"] = 0.0
+        return metrics
+
+
+def mean_metrics(history: list[dict[str, float]]) -> dict[str, float]:
+    """Average each metric over the updates of one collect interval (finite values only)."""
+    if not history:
+        return {}
+    keys = history[0].keys()
+    means = {}
+    for key in keys:
+        values = np.array([entry[key] for entry in history], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        means[key] = float(finite.mean()) if len(finite) else float("nan")
+    return means

@@ -1,0 +1,77 @@
+"""Run logging: metrics.jsonl (one JSON object per collected episode), TensorBoard, console."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class Logger:
+    """Writes each episode's metrics to `metrics.jsonl` and TensorBoard (train/, eval/, loss/,
+    timing/ namespaces). On resume, lines for episodes at or past `start_episode` are dropped
+    first, so the file never holds an episode twice."""
+
+    def __init__(self, run_dir: Path, start_episode: int = 0, tensorboard: bool = True):
+        self.run_dir = Path(run_dir)
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self._truncate(start_episode)
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step drops events logged after the last checkpoint by a killed run.
+            self.writer = SummaryWriter(
+                str(self.run_dir / "tb"), purge_step=start_episode if start_episode else None
+            )
+
+    def _truncate(self, start_episode: int) -> None:
+        if not self.metrics_path.exists():
+            return
+        kept = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill
+            if record.get("episode", math.inf) < start_episode:
+                kept.append(line)
+        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+
+    def log_episode(self, record: dict[str, Any]) -> None:
+        with open(self.metrics_path, "a") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.writer is None:
+            return
+        step = record["env_steps"]
+        for key, value in record.items():
+            if key in ("episode", "env_steps") or not isinstance(value, int | float):
+                continue
+            if key.startswith("loss_"):
+                tag = "loss/" + key[5:]
+            elif key.startswith("time_"):
+                tag = "timing/" + key[5:]
+            elif key.startswith("eval_"):
+                tag = "eval/" + key[5:]
+            else:
+                tag = "train/" + key
+            self.writer.add_scalar(tag, value, step)
+        self.writer.flush()
+
+    def log_image(self, tag: str, image_hwc: np.ndarray, step: int) -> None:
+        if self.writer is not None:
+            self.writer.add_image(tag, image_hwc, step, dataformats="HWC")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,87 @@
+"""Seeding, device and precision choice, timers."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import random
+import time
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def choose_device(name: str = "auto") -> torch.device:
+    """auto: CUDA when present, else CPU. Asking for cuda without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has AVX-512 BF16 or AMX, where bf16 matrix products beat float32."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """'auto' -> bf16 on CUDA with bf16 support and on CPUs with fast bf16, else float32."""
+    if precision == "float32":
+        return torch.float32
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+
+
+def autocast_factory(device: torch.device, dtype: torch.dtype):
+    """A zero-argument factory of the autocast context (a no-op for float32).
+
+    Weights, optimiser state and losses stay float32; only matrix products and convolutions run
+    in `dtype`.
+    """
+    if dtype == torch.float32:
+        return contextlib.nullcontext
+    return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
+
+
+class Timer:
+    """Accumulates wall time per name: `with timer("update"): ...`; `timer.means()`."""
+
+    def __init__(self):
+        self.totals: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[name] += time.perf_counter() - start
+            self.counts[name] += 1
+
+    def means(self) -> dict[str, float]:
+        return {name: self.totals[name] / self.counts[name] for name in self.totals}
+
+    def reset(self) -> None:
+        self.totals.clear()
+        self.counts.clear()

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# One script for a fresh Debian/Ubuntu machine with Python 3.10-3.12:
+#   ./setup.sh train [planet train options]   install everything, then train (cartpole-swingup)
+#   ./setup.sh test  [pytest options]         install everything, then run the test suite
+#   ./setup.sh install                        install only
+# It creates .venv/ in the repo, installs PyTorch, MuJoCo 3.17 + dm_control and the rest, and the
+# system GL libraries for headless rendering (EGL and OSMesa; Xvfb for the viewer test) when it
+# runs as root or with passwordless sudo; otherwise it prints the exact apt-get command.
+set -euo pipefail
+cd "$(dirname "$0")"
+mode="${1:-install}"
+[ $# -gt 0 ] && shift
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- system libraries ---------------------------------------------------------------------------
+packages=(libegl1 libopengl0 libegl-mesa0 libgl1-mesa-dri libosmesa6 libglfw3)
+[ "$mode" = test ] && packages+=(xvfb)
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then apt=(apt-get); elif sudo -n true 2>/dev/null; then apt=(sudo apt-get);
+  else apt=(); fi
+  if [ ${#apt[@]} -gt 0 ]; then
+    say "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 \
+      || { "${apt[@]}" update -qq >/dev/null && \
+           "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } \
+      || say "WARNING: could not install ${missing[*]}; run: sudo apt-get install -y ${missing[*]}"
+  else
+    say "WARNING: missing system packages for headless rendering: ${missing[*]}"
+    say "         run: sudo apt-get install -y ${missing[*]}"
+  fi
+fi
+
+# --- Python environment -------------------------------------------------------------------------
+python=""
+for candidate in python3.11 python3.12 python3.10 python3; do
+  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c \
+      'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12)))' 2>/dev/null; then
+    python="$candidate"; break
+  fi
+done
+if [ -z "$python" ]; then
+  say "ERROR: needs Python 3.10-3.12 (dm_control's labmaze has no wheel for 3.13);"
+  say "       run: sudo apt-get install -y python3.11 python3.11-venv"
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv with $($python --version)"
+  "$python" -m venv .venv || { say "ERROR: venv failed; run: sudo apt-get install -y python3-venv"; exit 1; }
+fi
+stamp=.venv/.planet-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.sh -nt "$stamp" ]; then
+  say "installing Python packages into .venv (torch<2.14 takes a local CPU wheel where one exists)"
+  .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c "import planet, torch, dm_control, gymnasium" \
+    || { say "ERROR: the Python install failed (see above)"; exit 1; }
+  touch "$stamp"
+fi
+
+case "$mode" in
+  install) say "done: .venv/bin/planet --help" ;;
+  train)   exec .venv/bin/planet train "$@" ;;
+  test)    exec .venv/bin/python -m pytest "$@" ;;
+  *)       say "usage: ./setup.sh [install|train|test] [args...]"; exit 2 ;;
+esac
