@@ -70,7 +70,36 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     commands.add_parser("presets", help="list the presets and what they change")
+    for name, (module_name, summary) in EXTRA_COMMANDS.items():
+        module = _extra_module(module_name)
+        if module is None:
+            continue
+        sub = commands.add_parser(
+            name, help=summary, description=module.__doc__.strip().splitlines()[0],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub)
     return parser
+
+
+# Subcommands that live in their own module: each defines add_arguments(parser) and
+# main(args) -> exit code. Modules are imported only to build the parser and to run.
+EXTRA_COMMANDS = {
+    "evaluate": ("planet.evaluate", "run noise-free episodes, report returns, write a video"),
+    "predict": ("planet.predict", "open-loop video prediction of the world model"),
+    "plot": ("planet.plot", "plot return versus env steps for one or more runs"),
+    "watch": ("planet.watch", "live window of the agent acting, beside its reconstruction"),
+    "bench": ("planet.bench", "time the update, planner and env step: reference vs fast path"),
+}
+
+
+def _extra_module(module_name: str):
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec(module_name) is None:
+        return None
+    return importlib.import_module(module_name)
 
 
 def resolve_train_config(args: argparse.Namespace) -> tuple[Config, Path]:
@@ -153,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
 
     expected = (UsageError, ConfigError, EnvError, TrainError, CheckpointError, ReplayError)
     try:
-        return COMMANDS[args.command](args)
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args)
+        return _extra_module(EXTRA_COMMANDS[args.command][0]).main(args)
     except expected as error:
         if args.debug:
             raise

@@ -21,7 +21,7 @@ from typing import Any
 @dataclass
 class EnvConfig:
     name: str = "cartpole-swingup"
-    """Task: `cartpole-swingup`, `dmc:walker-walk`, `gym:Pendulum-v1`, `toy:dot` (see planet.envs)."""
+    """Task: `cartpole-swingup`, `dmc:walker-walk`, `gym:Pendulum-v1`, `toy:dot` (planet.envs)."""
     action_repeat: int = 0
     """Env steps per agent step (paper: R = 8 cartpole, 4 reacher/cheetah/cup, 2 finger/walker).
     0 takes the task's value from the paper's table (1 for tasks not in it)."""
@@ -74,7 +74,7 @@ class TrainConfig:
     free_nats: float = 3.0
     """Free nats: the summed KL is clamped below at this value (paper: 3)."""
     reward_scale: float = 10.0
-    """Weight of the reward log-likelihood (official code: 10; the paper text does not state one)."""
+    """Weight of the reward log-likelihood (official code: 10; the paper text gives none)."""
     overshooting: bool = False
     """Latent overshooting (paper Sec. 4, Eq. 7). Off in the camera-ready configuration."""
     overshooting_distance: int = 50
@@ -156,7 +156,7 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's configuration: the dataclass defaults themselves.
     "paper": {},
-    # Tiny and fast: same code paths, finishes 3 cartpole episodes in well under 2 minutes on 2 cores.
+    # Tiny and fast, same code paths: 3 cartpole episodes in well under 2 minutes on 2 cores.
     "smoke": {
         "train.seed_episodes": 2,
         "train.collect_interval": 5,

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from planet.agent import Agent
 from planet.checkpoint import (
     CheckpointError,
     checkpoint_path,
@@ -39,7 +40,6 @@ from planet.envs import make_env
 from planet.learner import Learner, mean_metrics
 from planet.logging import Logger
 from planet.models.world_model import WorldModel
-from planet.agent import Agent
 from planet.utils import (
     Timer,
     autocast_factory,

@@ -41,5 +41,5 @@ def postprocess_obs(obs: torch.Tensor, bit_depth: int = 5) -> torch.Tensor:
 
 
 def to_display(obs: torch.Tensor) -> torch.Tensor:
-    """Float images in [-0.5, 0.5) -> uint8 [0, 255] without quantising (for videos of predictions)."""
+    """Float images in [-0.5, 0.5) -> uint8 [0, 255], not quantised (videos of predictions)."""
     return ((obs + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)

@@ -59,7 +59,7 @@ class Rollout:
     """Output of observe() or imagine(): every field is time-major (T, B, ...)."""
 
     beliefs: torch.Tensor  # h_t, (T, B, belief_size)
-    states: torch.Tensor  # s_t samples, (T, B, state_size): posterior in observe(), prior in imagine()
+    states: torch.Tensor  # s_t samples, (T, B, state_size): posterior (observe) or prior (imagine)
     prior: Gaussian  # p(s_t | h_t), (T, B, state_size)
     posterior: Gaussian | None  # q(s_t | h_t, e_t), (T, B, state_size); None in imagine()
 
