@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from planet.envs import EnvError, default_action_repeat, make_env
+from planet.envs.dmc import ACTION_REPEATS
+
+
+def test_paper_action_repeats():
+    assert ACTION_REPEATS == {
+        "cartpole-swingup": 8, "reacher-easy": 4, "cheetah-run": 4,
+        "finger-spin": 2, "ball_in_cup-catch": 4, "walker-walk": 2,
+    }
+    assert default_action_repeat("dmc:walker-walk") == 2
+    assert default_action_repeat("hopper-hop") == 1
+
+
+def test_dm_control_renders_64x64_frames_that_change_with_the_state():
+    env = make_env("cartpole-swingup", seed=0)
+    first, _ = env.reset(seed=0)
+    assert first.shape == (3, 64, 64) and first.dtype == np.uint8
+    assert first.std() > 10, "blank frame"
+    frame = first
+    for _ in range(5):
+        frame, *_ = env.step(np.ones(1, np.float32))
+    assert np.abs(frame.astype(int) - first.astype(int)).mean() > 1.0
+    env.close()
+
+
+def test_action_repeat_sums_rewards_and_episode_has_1000_env_steps():
+    env = make_env("cartpole-swingup", seed=1)
+    inner = make_env("cartpole-swingup", seed=1, action_repeat=1)
+    env.reset(seed=3)
+    inner.reset(seed=3)
+    action = np.full(1, 0.5, np.float32)
+    _, reward, *_ = env.step(action)
+    inner_rewards = [inner.step(action)[1] for _ in range(8)]
+    assert reward == pytest.approx(sum(inner_rewards), rel=1e-6)
+    steps, done = 1, False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(action)
+        steps += 1
+        done = terminated or truncated
+    assert steps == 125 and env.max_episode_steps == 125
+    env.close()
+    inner.close()
+
+
+def test_same_seed_same_first_frame_different_seed_different():
+    a, _ = make_env("reacher-easy", seed=0).reset(seed=11)
+    b, _ = make_env("reacher-easy", seed=0).reset(seed=11)
+    c, _ = make_env("reacher-easy", seed=0).reset(seed=12)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_gym_env_renders_resized_frames_and_rescales_actions():
+    env = make_env("gym:Pendulum-v1", seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (3, 64, 64) and obs.dtype == np.uint8 and obs.std() > 1
+    assert np.allclose(env.action_space.low, -1) and np.allclose(env.action_space.high, 1)
+    assert env.max_episode_steps == 1000
+
+
+def test_symbolic_observations_are_flat_float_vectors():
+    env = make_env("cartpole-swingup", symbolic=True)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (5,) and obs.dtype == np.float32
+
+
+def test_toy_env_rewards_the_centre():
+    env = make_env("toy:dot", seed=0)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (3, 64, 64) and obs.max() == 255
+    position = env.unwrapped.position.copy()
+    _, reward, *_ = env.step(-np.sign(position).astype(np.float32))
+    assert reward > -np.linalg.norm(position)  # moving towards the centre pays
+
+
+@pytest.mark.parametrize("name", ["cartpole-swingupp", "dmc:nothing", "atari:Pong", "gym:"])
+def test_unknown_names_list_the_valid_forms(name):
+    with pytest.raises(EnvError, match="valid forms: a paper task"):
+        make_env(name)
+
+
+def test_discrete_gym_env_is_refused():
+    with pytest.raises(EnvError, match="bounded gymnasium.spaces.Box"):
+        make_env("gym:CartPole-v1")

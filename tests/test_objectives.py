@@ -1,0 +1,129 @@
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from planet.models.rssm import RSSM, Gaussian
+from planet.objectives import (
+    gaussian_kl,
+    kl_loss,
+    overshooting_kl_loss,
+    reconstruction_loss,
+    reward_loss,
+)
+
+
+def test_kl_matches_torch_distributions_and_its_direction_is_posterior_to_prior():
+    torch.manual_seed(0)
+    q = Gaussian(torch.randn(4, 30), torch.rand(4, 30) + 0.1)
+    p = Gaussian(torch.randn(4, 30), torch.rand(4, 30) + 2.0)  # much wider: KL is asymmetric
+    expected = kl_divergence(Normal(q.mean, q.stddev), Normal(p.mean, p.stddev)).sum(-1)
+    reverse = kl_divergence(Normal(p.mean, p.stddev), Normal(q.mean, q.stddev)).sum(-1)
+    assert torch.allclose(gaussian_kl(q, p), expected, atol=1e-5)
+    assert (expected - reverse).abs().min() > 1.0  # so the direction is really tested
+
+
+def test_kl_of_hand_set_gaussians():
+    # KL(N(1, 1) || N(0, 2^2)) per dim = log 2 + (1 + 1) / 8 - 1/2.
+    q = Gaussian(torch.ones(1, 30), torch.ones(1, 30))
+    p = Gaussian(torch.zeros(1, 30), 2 * torch.ones(1, 30))
+    per_dim = torch.log(torch.tensor(2.0)) + 2 / 8 - 0.5
+    assert gaussian_kl(q, p).item() == pytest.approx(30 * per_dim.item(), rel=1e-5)
+
+
+def _kl_with_total(total: float) -> tuple[Gaussian, Gaussian]:
+    """Posterior and prior whose KL, summed over 30 dims, is `total` (0.1 per dim less...)."""
+    # KL(N(m, 1) || N(0, 1)) = m^2 / 2 per dim; spread the total over 30 dims.
+    mean = torch.full((1, 30), (2 * total / 30) ** 0.5, requires_grad=True)
+    return Gaussian(mean, torch.ones(1, 30)), Gaussian(torch.zeros(1, 30), torch.ones(1, 30))
+
+
+def test_free_nats_clamp_the_summed_kl():
+    q, p = _kl_with_total(2.0)  # 2 nats in total, 0.067 per dim
+    loss = kl_loss(q, p, free_nats=3.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(3.0)
+    assert q.mean.grad.abs().max() == 0  # below free nats: no gradient
+
+    q, p = _kl_with_total(5.0)  # above 3 in total, though each dim (0.17) is below 3
+    loss = kl_loss(q, p, free_nats=3.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(5.0, rel=1e-5)
+    # Clamping per dimension (the known bug) would give 30 * 3 = 90 and a zero gradient here.
+    assert q.mean.grad.abs().min() > 0
+
+
+def test_kl_is_averaged_over_time_and_batch():
+    q = Gaussian(torch.zeros(2, 3, 30), torch.ones(2, 3, 30))
+    p = Gaussian(torch.zeros(2, 3, 30), torch.ones(2, 3, 30))
+    q.mean[0, 0] = (2 * 10.0 / 30) ** 0.5  # one element has KL 10, the rest 0 -> clamped to 3
+    assert kl_loss(q, p, 3.0).item() == pytest.approx((10 + 5 * 3) / 6, rel=1e-5)
+
+
+def test_reconstruction_and_reward_reductions():
+    obs = torch.zeros(2, 3, 3, 4, 4)
+    mean = torch.ones(2, 3, 3, 4, 4)
+    # 0.5 * squared error summed over 48 pixel values, averaged over (T, B).
+    assert reconstruction_loss(mean, obs).item() == pytest.approx(0.5 * 48)
+    reward = torch.zeros(2, 3)
+    assert reward_loss(torch.full((2, 3), 2.0), reward).item() == pytest.approx(0.5 * 4)
+
+
+class AddActionRSSM(RSSM):
+    """Mock transition: belief_{t+1} = belief_t + action_t; prior mean = belief, std 1."""
+
+    def __init__(self):
+        super().__init__(action_size=1, embedding_size=1, belief_size=1, state_size=1)
+
+    def transition(self, belief, state, action):
+        return belief + action
+
+    def prior(self, belief):
+        return Gaussian(belief, torch.ones_like(belief))
+
+
+def test_overshooting_against_a_hand_worked_table(monkeypatch):
+    monkeypatch.setattr(Gaussian, "sample", lambda self: self.mean)
+    rssm = AddActionRSSM()
+    steps = 4
+    # Posterior beliefs 0, 1, 2, 3 from actions 1 each; posterior means 0, 0, 0, 0.
+    beliefs = torch.arange(steps, dtype=torch.float32).reshape(steps, 1, 1)
+    action = torch.ones(steps, 1, 1)
+    posterior = Gaussian(torch.zeros(steps, 1, 1), torch.ones(steps, 1, 1))
+    # A d-step prediction from start t has belief t + d, so its prior mean is t + d and
+    # KL(N(0,1) || N(t+d, 1)) = (t+d)^2 / 2. Pairs with d >= 2: (t=0,d=2) -> 2, (t=0,d=3) -> 4.5,
+    # (t=1,d=2) -> 4.5; with free nats 0 the mean is 11 / 3.
+    value = overshooting_kl_loss(rssm, beliefs, beliefs.clone(), action, posterior, 3, 0.0)
+    assert value.item() == pytest.approx(11 / 3)
+    # Free nats apply per (t, d) term: with 3 free nats -> (3 + 4.5 + 4.5) / 3.
+    value = overshooting_kl_loss(rssm, beliefs, beliefs.clone(), action, posterior, 3, 3.0)
+    assert value.item() == pytest.approx(12 / 3)
+
+
+def test_overshooting_matches_a_slow_loop():
+    torch.manual_seed(0)
+    rssm = RSSM(action_size=2, embedding_size=8, belief_size=12, state_size=3, hidden_size=8)
+    steps, batch, distance = 6, 2, 4
+    beliefs, states = torch.randn(steps, batch, 12), torch.randn(steps, batch, 3)
+    action = torch.randn(steps, batch, 2)
+    posterior = Gaussian(torch.randn(steps, batch, 3), torch.rand(steps, batch, 3) + 0.5)
+
+    def mean_sample(self):
+        return self.mean
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Gaussian, "sample", mean_sample)
+        fast = overshooting_kl_loss(rssm, beliefs, states, action, posterior, distance, 1.0)
+        terms = []
+        for start in range(steps):
+            belief, state = beliefs[start], states[start]
+            for d in range(1, distance + 1):
+                if start + d >= steps:
+                    break
+                belief = rssm.transition(belief, state, action[start + d])
+                prior = rssm.prior(belief)
+                state = prior.mean
+                if d >= 2:
+                    kl = gaussian_kl(posterior[start + d], prior)
+                    terms.append(torch.clamp(kl, min=1.0))
+        slow = torch.cat(terms).mean()
+    assert fast.item() == pytest.approx(slow.item(), rel=1e-5)

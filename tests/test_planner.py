@@ -1,0 +1,75 @@
+import torch
+from torch import nn
+
+from planet.config import PlannerConfig
+from planet.models.rssm import Gaussian
+from planet.planner import CEMPlanner
+
+ACTION_SIZE = 2
+
+
+class TargetRSSM(nn.Module):
+    """Mock model: belief = [target (A), last action (A)]; the target rides along unchanged."""
+
+    def transition(self, belief, state, action):
+        return torch.cat([belief[..., :ACTION_SIZE], action], dim=-1)
+
+    def prior(self, belief):
+        zeros = belief.new_zeros(*belief.shape[:-1], 1)
+        return Gaussian(zeros, zeros)  # zero std: the sample is the mean
+
+
+class QuadraticReward(nn.Module):
+    """r_t = -||a_t - target||^2, read from features = [belief, state]."""
+
+    def forward(self, features):
+        target, action = features[..., :ACTION_SIZE], features[..., ACTION_SIZE : 2 * ACTION_SIZE]
+        return -((action - target) ** 2).sum(-1)
+
+
+def make_planner(**overrides):
+    config = PlannerConfig(horizon=5, iterations=8, candidates=400, top_candidates=40)
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return CEMPlanner(TargetRSSM(), QuadraticReward(), ACTION_SIZE, config)
+
+
+def start(targets):
+    targets = torch.tensor(targets, dtype=torch.float32)
+    belief = torch.cat([targets, torch.zeros_like(targets)], dim=-1)
+    return belief, torch.zeros(len(targets), 1)
+
+
+def test_cem_finds_the_maximiser_of_a_quadratic():
+    belief, state = start([[0.3, -0.6]])
+    action = make_planner()(belief, state, torch.Generator().manual_seed(0))
+    assert action.shape == (1, ACTION_SIZE)
+    assert torch.allclose(action, torch.tensor([[0.3, -0.6]]), atol=0.05)
+
+
+def test_candidates_stay_aligned_with_their_env():
+    """Each env has its own target in its belief; a misaligned layout mixes them up."""
+    targets = [[0.5, 0.5], [-0.5, 0.2], [0.0, -0.7], [0.8, -0.1]]
+    belief, state = start(targets)
+    action = make_planner()(belief, state, torch.Generator().manual_seed(1))
+    assert action.shape == (4, ACTION_SIZE)
+    assert torch.allclose(action, torch.tensor(targets), atol=0.06)
+
+
+def test_actions_stay_within_bounds():
+    belief, state = start([[3.0, -3.0]])  # the maximiser lies outside [-1, 1]
+    action = make_planner()(belief, state, torch.Generator().manual_seed(2))
+    assert action.abs().max() <= 1.0
+    assert torch.allclose(action, torch.tensor([[1.0, -1.0]]), atol=0.05)
+
+
+def test_same_seed_same_plan_and_batch_matches_single_env_runs():
+    belief, state = start([[0.1, 0.2], [-0.3, 0.4]])
+    planner = make_planner(iterations=3)
+    first = planner(belief, state, torch.Generator().manual_seed(3))
+    again = planner(belief, state, torch.Generator().manual_seed(3))
+    assert torch.equal(first, again)
+    for index in range(2):
+        single = planner(belief[index : index + 1], state[index : index + 1],
+                         torch.Generator().manual_seed(4))
+        assert torch.allclose(single[0], first[index], atol=0.15)

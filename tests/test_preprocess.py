@@ -1,0 +1,34 @@
+import numpy as np
+import torch
+
+from planet.data.preprocess import postprocess_obs, preprocess_obs
+from planet.data.replay import quantise_frames
+
+
+def test_five_bit_values_without_noise_are_the_32_bin_centres():
+    images = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16).expand(1, 3, 16, 16)
+    obs = preprocess_obs(images, bit_depth=5, noise=False)
+    values = torch.unique(obs)
+    assert len(values) == 32
+    expected = (torch.arange(32) + 0.5) / 32 - 0.5
+    assert torch.allclose(values, expected)
+
+
+def test_dequantisation_noise_stays_in_its_bin_and_in_range():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    obs = preprocess_obs(images, bit_depth=5, noise=True)
+    assert obs.min() >= -0.5 and obs.max() < 0.5
+    lower = torch.div(images, 8, rounding_mode="floor").float() / 32 - 0.5
+    offset = obs - lower
+    assert offset.min() >= 0 and offset.max() < 1 / 32
+    # The noise really is spread across the bin, not a constant offset.
+    assert offset.std() > 0.25 / 32
+
+
+def test_round_trip_is_exact_on_quantised_frames():
+    frames = quantise_frames(np.arange(256, dtype=np.uint8).reshape(1, 16, 16), 5)
+    assert set(np.unique(frames)) == set(range(0, 256, 8))
+    tensor = torch.from_numpy(frames)
+    back = postprocess_obs(preprocess_obs(tensor, 5, noise=True), 5)
+    assert torch.equal(back, tensor)
