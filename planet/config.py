@@ -51,6 +51,11 @@ class ModelConfig:
     """Channels of the first conv layer; later layers double it (paper: 32/64/128/256)."""
     activation: str = "relu"
     """Activation of every hidden layer: relu or elu (paper: relu)."""
+    fast_deconv: bool = True
+    """Run the decoder's stride-2 transposed convs as a matmul (the 1x1 first layer) and as
+    sub-pixel convs: the same function and weights, faster on CPU (see `planet bench`)."""
+    channels_last: bool = True
+    """Channels-last memory layout in the conv nets (faster oneDNN kernels on CPU)."""
 
 
 @dataclass

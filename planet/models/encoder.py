@@ -17,8 +17,10 @@ def activation_layer(name: str) -> nn.Module:
 class ConvEncoder(nn.Module):
     """(..., 3, 64, 64) float images -> (..., embedding_size)."""
 
-    def __init__(self, embedding_size: int = 1024, depth: int = 32, activation: str = "relu"):
+    def __init__(self, embedding_size: int = 1024, depth: int = 32, activation: str = "relu",
+                 channels_last: bool = True):
         super().__init__()
+        self.channels_last = channels_last
         self.convs = nn.Sequential(
             nn.Conv2d(3, depth, 4, stride=2), activation_layer(activation),  # 31 x 31
             nn.Conv2d(depth, 2 * depth, 4, stride=2), activation_layer(activation),  # 14 x 14
@@ -38,7 +40,8 @@ class ConvEncoder(nn.Module):
         images = obs.reshape(-1, *obs.shape[-3:])  # (N, 3, 64, 64), N = prod(batch_shape)
         if images.shape[-2:] != (64, 64):
             raise ValueError(f"ConvEncoder expects 64x64 images, got {tuple(images.shape[-2:])}")
-        images = images.contiguous(memory_format=torch.channels_last)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         features = self.convs(images).flatten(1)  # (N, 1024)
         return self.project(features).reshape(*batch_shape, self.embedding_size)
 

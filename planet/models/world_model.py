@@ -27,7 +27,9 @@ class WorldModel(nn.Module):
         else:
             if tuple(obs_shape) != (3, 64, 64):
                 raise ValueError(f"pixel observations must be (3, 64, 64), got {obs_shape}")
-            self.encoder = ConvEncoder(config.embedding_size, config.cnn_depth, config.activation)
+            self.encoder = ConvEncoder(
+                config.embedding_size, config.cnn_depth, config.activation, config.channels_last
+            )
         self.rssm = RSSM(
             action_size=action_size,
             embedding_size=config.embedding_size,
@@ -43,5 +45,8 @@ class WorldModel(nn.Module):
                 features, obs_shape[0], config.hidden_size, config.activation
             )
         else:
-            self.decoder = ConvDecoder(features, config.cnn_depth, config.activation)
+            self.decoder = ConvDecoder(
+                features, config.cnn_depth, config.activation,
+                fast=config.fast_deconv, channels_last=config.channels_last,
+            )
         self.reward_model = RewardModel(features, config.reward_hidden_size, config.activation)

@@ -1,0 +1,125 @@
+"""The fast path computes what the reference path computes, up to bf16 rounding.
+
+Exact rewrites (sub-pixel and matmul forms of the transposed convs) are compared in float32 at
+1e-5; the bf16 training and planning paths against float32 with the tolerances of planet.bench,
+whose comments give the reasons. No timing here: speed lives in `planet bench`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from planet.bench import (
+    ACTION_ATOL,
+    GRAD_COSINE_MIN,
+    REFERENCE_OVERRIDES,
+    Path_,
+    _fill_replay,
+    loss_check,
+)
+from planet.config import apply_overrides, make_config
+from planet.models.decoders import (
+    ConvDecoder,
+    conv_transpose_as_matmul,
+    conv_transpose_as_subpixel_conv,
+)
+
+
+@pytest.mark.parametrize("kernel,size,cin,cout", [(5, 5, 8, 4), (6, 13, 4, 3), (4, 7, 3, 5),
+                                                  (3, 1, 2, 2)])
+def test_subpixel_conv_equals_transposed_conv(kernel, size, cin, cout):
+    torch.manual_seed(0)
+    deconv = nn.ConvTranspose2d(cin, cout, kernel, stride=2)
+    x = torch.randn(3, cin, size, size, requires_grad=True)
+    expected = deconv(x)
+    actual = conv_transpose_as_subpixel_conv(x, deconv.weight, deconv.bias)
+    assert actual.shape == expected.shape
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+    upstream = torch.randn_like(expected)
+    grads_expected = torch.autograd.grad(expected, [x, deconv.weight, deconv.bias], upstream)
+    grads_actual = torch.autograd.grad(actual, [x, deconv.weight, deconv.bias], upstream)
+    for got, want in zip(grads_actual, grads_expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_matmul_equals_transposed_conv_on_a_1x1_map():
+    torch.manual_seed(0)
+    deconv = nn.ConvTranspose2d(16, 6, 5, stride=2)
+    hidden = torch.randn(4, 16)
+    expected = deconv(hidden[:, :, None, None])
+    torch.testing.assert_close(
+        conv_transpose_as_matmul(hidden, deconv.weight, deconv.bias), expected,
+        atol=1e-5, rtol=1e-5,
+    )
+
+
+def test_fast_decoder_equals_plain_decoder_in_float32():
+    torch.manual_seed(0)
+    decoder = ConvDecoder(20, depth=4)
+    features = torch.randn(2, 3, 20)
+    decoder.fast = False
+    expected = decoder(features)
+    grads_expected = torch.autograd.grad(expected.square().sum(), list(decoder.parameters()))
+    decoder.fast = True
+    actual = decoder(features)
+    grads_actual = torch.autograd.grad(actual.square().sum(), list(decoder.parameters()))
+    assert actual.shape == (2, 3, 3, 64, 64)
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+    for got, want in zip(grads_actual, grads_expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def _paths(overrides=None):
+    """Reference (float32, plain) and fast (bf16 forced, every switch on) on the same weights."""
+    config = make_config("smoke", {"train.precision": "bfloat16", **(overrides or {})})
+    ref_config = copy.deepcopy(config)
+    apply_overrides(ref_config, REFERENCE_OVERRIDES)
+    torch.manual_seed(0)
+    device = torch.device("cpu")
+    ref = Path_(ref_config, 1, device, None)
+    fast = Path_(config, 1, device, ref.model.state_dict())
+    assert fast.dtype == torch.bfloat16 and ref.dtype == torch.float32
+    return config, ref, fast
+
+
+def test_losses_and_gradients_agree_between_reference_and_fast_path():
+    config, ref, fast = _paths({"train.batch_size": 6, "train.chunk_length": 12})
+    replay = _fill_replay(config, 1, seed=0)
+    chunks = replay.sample(6, 12, np.random.default_rng(0))
+    check = loss_check(ref, fast, chunks, seed=0)
+    for name, term in check["losses"].items():
+        assert term["ok"], (name, term)
+    assert check["grad_cosine"] >= GRAD_COSINE_MIN, check["grad_cosine"]
+    assert check["ok"]
+
+
+def test_planner_first_actions_agree_between_reference_and_fast_path():
+    _, ref, fast = _paths()
+    # Scale the reward head's last layer so that candidates differ clearly in return: then
+    # bf16 rounding cannot reorder the top candidates much and the plans must agree.
+    for path in (ref, fast):
+        with torch.no_grad():
+            path.model.reward_model.net[-1].weight.mul_(20.0)
+    torch.manual_seed(1)
+    belief = torch.randn(3, ref.model.rssm.belief_size)
+    state = torch.randn(3, ref.model.rssm.state_size)
+    actions = {}
+    for name, path in (("ref", ref), ("fast", fast)):
+        torch.manual_seed(2)
+        actions[name] = path.planner(belief, state, torch.Generator().manual_seed(2))
+    assert actions["fast"].shape == (3, 1)
+    assert (actions["ref"] - actions["fast"]).abs().max() <= ACTION_ATOL, actions
+    # Scoring itself: the same candidates get nearly the same returns on both paths.
+    candidates = torch.rand(ref.config.planner.horizon, 3, 1, generator=torch.Generator()
+                            .manual_seed(3)) * 2 - 1
+    returns = {}
+    for name, path in (("ref", ref), ("fast", fast)):
+        torch.manual_seed(4)
+        with torch.no_grad(), path.autocast():
+            returns[name] = path.planner.evaluate(candidates, belief, state)
+    torch.testing.assert_close(returns["fast"], returns["ref"], rtol=0.05, atol=0.05)
