@@ -40,8 +40,9 @@ def kl_loss(posterior: Gaussian, prior: Gaussian, free_nats: float) -> torch.Ten
 
     The KL is summed over the latent dims before the clamp. Below free_nats the term is constant,
     so its gradient is zero: the model is not pushed to make posterior and prior closer than
-    that. (The official code subtracts, max(0, KL - free_nats): same gradient, value lower by
-    free_nats. We log the clamped form, the one in the paper's text.)
+    that. The official code clamps the same way (tf.maximum(free_nats, kl) in
+    planet/training/utility.py); some ports subtract instead, max(0, KL - free_nats), which has
+    the same gradient and a value lower by free_nats. We log the clamped value.
     """
     kl = gaussian_kl(posterior, prior)  # (T, B)
     return torch.clamp(kl, min=free_nats).mean()

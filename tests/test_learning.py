@@ -1,0 +1,75 @@
+"""Short learning tests: the world model fits data, and the agent beats chance on `toy:dot`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from planet.config import make_config
+from planet.data.replay import EpisodeReplay
+from planet.envs import make_env
+from planet.train import build, run_episodes, train
+
+TOY_OVERRIDES = {
+    "env.name": "toy:dot",
+    "train.seed_episodes": 3,
+    "train.collect_interval": 40,
+    "train.batch_size": 16,
+    "train.chunk_length": 10,
+    "train.test_interval": 0,
+    "train.image_log_interval": 0,
+    "train.learning_rate": 3e-3,
+    "planner.horizon": 5,
+    "planner.iterations": 4,
+    "planner.candidates": 100,
+    "planner.top_candidates": 10,
+}
+
+
+def test_world_model_fits_fixed_data():
+    """200 updates on three fixed episodes must cut the reconstruction loss by more than 30 %.
+
+    A wiring bug (decoder fed the wrong features, gradients cut, obs misaligned) stalls it.
+    """
+    torch.manual_seed(0)
+    config = make_config("smoke", {"env.name": "toy:dot", "train.batch_size": 8})
+    components = build(config)
+    replay = EpisodeReplay()
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        (episode,) = run_episodes([components.env], None, [seed], explore=True, rng=rng)
+        replay.add(episode)
+    losses = [
+        components.learner.update(replay.sample(8, 10, rng))["reconstruction"]
+        for _ in range(200)
+    ]
+    first, last = np.mean(losses[:10]), np.mean(losses[-10:])
+    assert np.isfinite(losses).all()
+    assert last < 0.7 * first, (first, last)
+
+
+def test_agent_beats_the_random_policy_on_toy_dot(tmp_path):
+    """A short pixel run on toy:dot (3 random + 9 planned episodes, 360 updates), then 8
+    noise-free episodes against random actions from the same starts.
+
+    The reward is -||p|| per step for 30 steps; from a start uniform in [-0.9, 0.9]^2, a random
+    walk keeps the dot about 0.7 from the centre (return about -23 on these starts), while
+    heading straight for it reaches the centre in about 3 steps (return about -4). A margin of
+    8 is far beyond the spread of 8-episode means of the random policy (std of the mean about
+    2), and well inside what a model that has learned where the dot is gains (about 18 in our
+    runs; 360 updates is about where the reward model and the prior become usable).
+    """
+    config = make_config("smoke", {**TOY_OVERRIDES, "train.episodes": 12, "seed": 1})
+    train(config, tmp_path / "run", progress=False, log=lambda *_: None)
+    components = build(config)
+    from planet.checkpoint import load_latest
+
+    _, payload = load_latest(tmp_path / "run" / "checkpoints")
+    components.model.load_state_dict(payload["model"])
+    seeds = list(range(100, 108))
+    envs = [make_env("toy:dot", seed) for seed in seeds]
+    planned = run_episodes(envs, components.agent, seeds, explore=False)
+    random = run_episodes(envs, None, seeds, explore=True, rng=np.random.default_rng(0))
+    planned_return = np.mean([e["reward"].sum() for e in planned])
+    random_return = np.mean([e["reward"].sum() for e in random])
+    assert planned_return > random_return + 8.0, (planned_return, random_return)
