@@ -4,6 +4,8 @@ A checkpoint file is `PLANETCK` + sha256 (32 bytes) + the bytes of `torch.save(p
 written to a temporary file, fsynced and renamed, so a kill at any moment leaves either the old
 file or the new one, never half of one. `checkpoints/episode_<N>.pt` holds the state after N
 collected episodes; the last `keep` files are kept so a damaged newest one has a fallback.
+`planet.train` picks the newest checkpoint that loads *and* whose episodes all load from the
+replay on disk, and sets aside (renames to `*.damaged`) the newer ones it had to skip.
 """
 
 from __future__ import annotations
@@ -41,15 +43,28 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
     if len(raw) < header or not raw.startswith(MAGIC):
         raise CheckpointError(
             f"checkpoint {path} is not a planet checkpoint or is truncated ({len(raw)} bytes); "
-            "delete it to fall back to an earlier one"
+            + _FALLBACK_HINT
         )
     digest, data = raw[len(MAGIC) : header], raw[header:]
     if hashlib.sha256(data).digest() != digest:
         raise CheckpointError(
-            f"checkpoint {path} fails its checksum (truncated or corrupted); "
-            "delete it to fall back to an earlier one"
+            f"checkpoint {path} fails its sha256 checksum (truncated or corrupted); "
+            + _FALLBACK_HINT
         )
-    return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as error:  # unpickling errors have many types; all mean "cannot use it"
+        raise CheckpointError(
+            f"checkpoint {path} passes its checksum but cannot be loaded "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+            "it was probably written by an incompatible version of planet or torch"
+        ) from None
+
+
+_FALLBACK_HINT = (
+    "`planet train --resume` falls back to the previous checkpoint by itself; "
+    "to use this run elsewhere, delete this file"
+)
 
 
 def checkpoint_path(directory: Path, episode: int) -> Path:
@@ -72,6 +87,14 @@ def load_latest(directory: str | Path, map_location="cpu", warn=print):
         except CheckpointError as error:
             warn(f"warning: {error}; trying an older checkpoint")
     return None
+
+
+def set_aside(path: str | Path) -> Path:
+    """Rename a checkpoint that must not be used again to `<name>.damaged` (kept for a look)."""
+    path = Path(path)
+    target = path.with_name(path.name + ".damaged")
+    path.replace(target)
+    return target
 
 
 def prune_checkpoints(directory: str | Path, keep: int = 2) -> None:

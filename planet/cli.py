@@ -108,7 +108,9 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[Config, Path]:
         run_dir = Path(args.resume)
         if not (run_dir / "config.json").exists():
             raise UsageError(f"--resume {run_dir}: no config.json there, nothing to resume")
-        config = Config.load(run_dir / "config.json")
+        from planet.train import load_run_config
+
+        config = load_run_config(run_dir)  # a damaged config.json is a one-line error
     else:
         config = Config()
     if args.preset is not None:

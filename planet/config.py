@@ -103,6 +103,9 @@ class TrainConfig:
     Weights, optimiser state and the loss stay float32 in every case."""
     deterministic: bool = False
     """Use deterministic algorithms (slower) so a seed reproduces the same run on CPU."""
+    max_episodes_in_memory: int = 0
+    """Replay episodes kept in RAM (0: all). Older ones stay on disk and are read back when
+    sampled (planet.data.replay)."""
 
 
 @dataclass

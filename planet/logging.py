@@ -15,7 +15,8 @@ class Logger:
     timing/ namespaces). On resume, lines for episodes at or past `start_episode` are dropped
     first, so the file never holds an episode twice."""
 
-    def __init__(self, run_dir: Path, start_episode: int = 0, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, start_episode: int = 0, tensorboard: bool = True,
+                 purge_step: int | None = None):
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self._truncate(start_episode)
@@ -23,10 +24,10 @@ class Logger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            # purge_step drops events logged after the last checkpoint by a killed run.
-            self.writer = SummaryWriter(
-                str(self.run_dir / "tb"), purge_step=start_episode if start_episode else None
-            )
+            # purge_step drops events at steps >= purge_step that a killed run logged after its
+            # last checkpoint. Scalars are logged at env steps, so the caller passes the
+            # checkpoint's env steps + 1.
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
 
     def _truncate(self, start_episode: int) -> None:
         if not self.metrics_path.exists():
@@ -39,7 +40,10 @@ class Logger:
                 continue  # a line cut short by a kill
             if record.get("episode", math.inf) < start_episode:
                 kept.append(line)
-        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+        # Atomic, so a kill during the rewrite cannot lose the lines kept.
+        from planet.data.replay import atomic_write_bytes
+
+        atomic_write_bytes(self.metrics_path, "".join(line + "\n" for line in kept).encode())
 
     def log_episode(self, record: dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as handle:

@@ -10,12 +10,29 @@
 Run folder:
     config.json          resolved config        metrics.jsonl   one line per collected episode
     checkpoints/         episode_<N>.pt          episodes/       <index>_<length>.npz replay
-    tb/                  TensorBoard events
+    tb/                  TensorBoard events      resumes.jsonl   one line per resume (changes)
+
+Crash safety and exact resume. Each episode is written to episodes/ as it completes, then logged,
+then `checkpoints/episode_<N>.pt` is written (every `checkpoint_interval` episodes; default 1):
+model, optimiser, every RNG (torch, CUDA, numpy, Python, the replay sampler's), the episode,
+env-step and update counters. Every write is atomic (temporary file, fsync, rename). A kill at
+any moment therefore leaves the last checkpoint N and episode files 0..N-1 intact, plus perhaps
+episode files, metrics lines and TensorBoard events past N. Resuming loads checkpoint N, deletes
+episode files >= N, drops metrics lines >= N, purges TensorBoard events past N's env steps, and
+continues: with train.deterministic on CPU the resumed run logs the same numbers as a run that
+was never killed. A half-collected episode was never written and is collected again; so are the
+episodes after the last checkpoint when checkpoint_interval > 1 (their model state was not
+saved). Env RNG needs no saving: each episode resets its env with `episode_seed`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import random
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +46,21 @@ from planet.agent import Agent
 from planet.checkpoint import (
     CheckpointError,
     checkpoint_path,
-    load_latest,
+    list_checkpoints,
+    load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
+    set_aside,
 )
 from planet.config import Config, flatten
 from planet.data.preprocess import to_display
-from planet.data.replay import EpisodeReplay
+from planet.data.replay import (
+    EpisodeReplay,
+    ReplayError,
+    atomic_write_bytes,
+    episode_index,
+    remove_temporary_files,
+)
 from planet.envs import make_env
 from planet.learner import Learner, mean_metrics
 from planet.logging import Logger
@@ -58,6 +83,7 @@ RESUMABLE_FIELDS = {
     "train.image_log_interval",
     "train.precision",
     "train.deterministic",
+    "train.max_episodes_in_memory",
     "device",
     "preset",
 }
@@ -171,12 +197,12 @@ def check_resume_config(saved: Config, requested: Config) -> list[str]:
     changed = [key for key in sorted(old) if old[key] != new.get(key)]
     unsafe = [key for key in changed if key not in RESUMABLE_FIELDS]
     if unsafe:
-        details = "; ".join(f"{key}: {old[key]!r} -> {new[key]!r}" for key in unsafe)
+        details = "; ".join(f"{key}: {old[key]!r} -> {new.get(key)!r}" for key in unsafe)
         raise TrainError(
             "cannot resume: the config differs in fields that change the model or the data "
             f"({details}). Use a new --run-dir, or resume with the saved values."
         )
-    return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in changed]
+    return [f"{key}: {old[key]!r} -> {new.get(key)!r}" for key in changed]
 
 
 def reconstruction_strip(learner: Learner, chunks, frames: int = 8) -> np.ndarray | None:
@@ -207,69 +233,99 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume) a run in `run_dir`; returns a summary.
 
-    `fault_hook(learner, chunks)`, for tests, may alter a batch before an update.
+    When `run_dir` holds a checkpoint, training continues exactly where the newest usable one
+    left off (see `resume_point`); `config` must then agree with the saved config except in
+    RESUMABLE_FIELDS. A full disk stops the run with a TrainError; the checkpoints already
+    written stay readable. `fault_hook(learner, chunks)`, for tests, may alter a batch before
+    an update.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise TrainError(f"run dir {run_dir} exists and is not a directory")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train(config, run_dir, progress, log, fault_hook)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        kept = list_checkpoints(run_dir / "checkpoints")
+        last_good = f"the last good checkpoint is {kept[0]}" if kept else "no checkpoint yet"
+        raise TrainError(
+            f"no space left on device while writing {error.filename or run_dir}; training "
+            f"stopped, {last_good}. Free some space, then run `planet train --resume {run_dir}`"
+        ) from None
+
+
+def _train(config: Config, run_dir: Path, progress: bool, log, fault_hook) -> dict[str, Any]:
     checkpoint_dir = run_dir / "checkpoints"
-    checkpoint_dir.mkdir(exist_ok=True)
+    episodes_dir = run_dir / "episodes"
     config_path = run_dir / "config.json"
+    resuming = config_path.exists() and bool(list_checkpoints(checkpoint_dir))
+    if not config_path.exists() and list_checkpoints(checkpoint_dir):
+        raise TrainError(f"{run_dir} holds checkpoints but no config.json, so it cannot be "
+                         "resumed safely; restore config.json or use a new --run-dir")
+    changes = check_resume_config(load_run_config(run_dir), config) if resuming else []
+    env = env_from_config(config, config.seed)  # a bad env fails here, before anything is written
+    for directory in (checkpoint_dir, episodes_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    for directory in (run_dir, checkpoint_dir, episodes_dir):
+        remove_temporary_files(directory)  # left by a kill in the middle of a write
 
     # --- resume or start ---
-    loaded = load_latest(checkpoint_dir, warn=log) if config_path.exists() else None
-    if config_path.exists() and loaded is not None:
-        saved = Config.load(config_path)
-        for change in check_resume_config(saved, config):
-            log(f"resume: allowed change {change}")
-    elif config_path.exists() and any(checkpoint_dir.glob("episode_*.pt")):
-        raise TrainError(f"no readable checkpoint in {checkpoint_dir}; start a new --run-dir")
+    found = resume_point(run_dir, config, log) if resuming else None
     seed_everything(config.seed, config.train.deterministic)
-    components = build(config)
-    model, learner, agent, env = (
-        components.model, components.learner, components.agent, components.env
-    )
+    components = build(config, env)
+    model, learner, agent = components.model, components.learner, components.agent
     replay_rng = np.random.default_rng(config.seed)
-    start_episode, env_steps, wall_offset = 0, 0, 0.0
-    if loaded is not None:
-        path, payload = loaded
+    start_episode, env_steps, updates, wall_offset = 0, 0, 0, 0.0
+    if found is None:
+        replay = EpisodeReplay(
+            None, config.train.bit_depth, config.train.max_episodes_in_memory
+        )
+    else:
+        path, payload, replay = found
         model.load_state_dict(payload["model"])
         learner.optimizer.load_state_dict(payload["optimizer"])
-        torch.set_rng_state(payload["torch_rng"])
-        replay_rng.bit_generator.state = payload["replay_rng"]
+        set_rng_state(payload["rng"], replay_rng)
         start_episode = int(payload["episode"])
         env_steps = int(payload["env_steps"])
-        wall_offset = float(payload.get("wall_time", 0.0))
-        learner.nonfinite_updates = int(payload.get("nonfinite_updates", 0))
+        updates = int(payload["updates"])
+        wall_offset = float(payload["wall_time"])
+        learner.nonfinite_updates = int(payload["nonfinite_updates"])
+        learner.nonfinite_in_a_row = int(payload["nonfinite_in_a_row"])
         age = time.time() - path.stat().st_mtime
         log(f"resuming from {path.name}: {start_episode} episodes, {env_steps} env steps, "
             f"saved {age:.0f} s ago")
-    config.save(config_path)
-    # Episodes on disk past the checkpoint were collected after it: drop them (their updates
-    # were lost with the kill), then reload the rest as the replay.
-    episodes_dir = run_dir / "episodes"
-    episodes_dir.mkdir(exist_ok=True)
+        for change in changes:
+            log(f"resume: allowed change {change}")
+        with open(run_dir / "resumes.jsonl", "a") as handle:  # a record of every resume
+            handle.write(json.dumps({
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "checkpoint": path.name,
+                "episode": start_episode, "env_steps": env_steps, "changes": changes,
+            }) + "\n")
+    # Episode files past the resume point were collected after it (their checkpoint was never
+    # written or was unusable): drop them; those episodes are collected again.
     for stale in sorted(episodes_dir.glob("*.npz")):
-        if int(stale.stem.split("_")[0]) >= start_episode:
+        if episode_index(stale) >= start_episode:
             stale.unlink()
-    replay = EpisodeReplay.load(episodes_dir, config.train.bit_depth)
-    replay.directory = episodes_dir
-    if len(replay) != start_episode:
-        raise TrainError(
-            f"the replay in {episodes_dir} holds {len(replay)} episodes but the checkpoint "
-            f"expects {start_episode}; episode files are missing"
-        )
+    replay.directory = episodes_dir  # from here on, each new episode is written as it completes
+    atomic_write_bytes(config_path, (config.to_json() + "\n").encode())
 
-    logger = Logger(run_dir, start_episode)
+    # Events a killed run logged past the resume point are purged (steps are env steps).
+    purge_step = env_steps + 1 if (run_dir / "tb").exists() else None
+    if purge_step is not None:
+        _after_last_event_file(run_dir / "tb")
+    logger = Logger(run_dir, start_episode, purge_step=purge_step)
     timer = Timer()
     total = config.train.episodes
     start_time = time.time() - wall_offset
+    kill_at = _test_kill_point()
     log(f"training {config.env.name} on {components.device} ({components.dtype}), "
         f"run dir {run_dir}, episodes {start_episode} -> {total}")
+    if start_episode >= total:
+        log(f"nothing to do: the run already has {start_episode} episodes (--episodes {total})")
     bar = tqdm(
-        total=total, initial=start_episode, desc="episodes", unit="ep", disable=not progress,
-        dynamic_ncols=True,
+        total=total, initial=min(start_episode, total), desc="episodes", unit="ep",
+        disable=not progress, dynamic_ncols=True,
     )
     last: dict[str, Any] = {}
     try:
@@ -279,11 +335,13 @@ def train(
             seed_phase = episode < config.train.seed_episodes
             # --- Alg. 1, model fitting: C updates on chunks drawn from replay ---
             history = []
+            strip = None
             if not seed_phase and len(replay) > 0:
                 model.train()
                 chunks = None
-                for _ in tqdm(range(config.train.collect_interval), desc="updates", leave=False,
-                              disable=not progress, dynamic_ncols=True):
+                for update in tqdm(range(config.train.collect_interval), desc="updates",
+                                   leave=False, disable=not progress, dynamic_ncols=True):
+                    _maybe_kill(kill_at, "update", episode, update)
                     with timer("sample"):
                         chunks = replay.sample(
                             config.train.batch_size, config.train.chunk_length, replay_rng
@@ -292,18 +350,25 @@ def train(
                         fault_hook(learner, chunks)
                     with timer("update"):
                         history.append(learner.update(chunks))
+                    updates += 1
                     if learner.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
                         raise TrainError(
                             f"{learner.nonfinite_in_a_row} updates in a row had a non-finite "
-                            "loss or gradient; stopping. The last good checkpoint is intact; "
-                            "try a lower train.learning_rate"
+                            f"loss or gradient; stopping at episode {episode}. The last good "
+                            f"checkpoint (after {episode} episodes) is intact in "
+                            f"{checkpoint_dir}; try a lower train.learning_rate"
                         )
                 model.eval()
+                skipped = sum(entry["skipped"] for entry in history)
+                if skipped:
+                    log(f"warning: episode {episode}: skipped {skipped:.0f} of {len(history)} "
+                        f"updates with a non-finite loss or gradient "
+                        f"({learner.nonfinite_updates} in this run)")
                 if (config.train.image_log_interval and chunks is not None
                         and episode % config.train.image_log_interval == 0):
-                    strip = reconstruction_strip(learner, chunks)
-                    if strip is not None:
-                        logger.log_image("model/reconstruction", strip, env_steps)
+                    # Its own RNG stream, so logging images does not change the run.
+                    with private_rng(components.device, episode_seed(config.seed, episode, 11)):
+                        strip = reconstruction_strip(learner, chunks)
             for key, value in mean_metrics(history).items():
                 record[f"loss_{key}" if key not in ("grad_norm", "skipped") else key] = value
             record["nonfinite_updates"] = learner.nonfinite_updates
@@ -313,20 +378,23 @@ def train(
                 (collected,) = run_episodes(
                     [env], None if seed_phase else agent, [seed], explore=True,
                     rng=np.random.default_rng(seed),
+                    on_frame=_collect_kill_hook(kill_at, episode),
                 )
             steps = len(collected["obs"]) - 1
             env_steps += steps * env.action_repeat
-            replay.add(collected)
+            replay.add(collected)  # written to episodes/ (atomically) before anything else
             record.update(
                 env_steps=env_steps,
                 agent_steps=steps,
                 **{"return": float(collected["reward"].sum())},
                 random_policy=seed_phase,
             )
-            # --- noise-free evaluation ---
+            # --- noise-free evaluation (own RNG stream: test_interval may change on resume) ---
             interval = config.train.test_interval
             if interval and not seed_phase and (episode + 1) % interval == 0:
-                with timer("eval"):
+                with timer("eval"), private_rng(
+                    components.device, episode_seed(config.seed, episode, 10)
+                ):
                     record.update(evaluate_policy(config, agent, episode))
             for name, seconds in timer.totals.items():
                 record[f"time_{name}"] = seconds
@@ -335,6 +403,9 @@ def train(
             record["time_per_step"] = timer.totals["collect"] / max(steps, 1)
             record["wall_time"] = time.time() - start_time
             logger.log_episode(record)
+            if strip is not None:
+                logger.log_image("model/reconstruction", strip, env_steps)
+            _maybe_kill(kill_at, "checkpoint", episode, 0)
             # --- checkpoint after the episode is in replay and logged ---
             done = episode + 1
             if done % config.train.checkpoint_interval == 0 or done == total:
@@ -343,12 +414,13 @@ def train(
                     {
                         "model": model.state_dict(),
                         "optimizer": learner.optimizer.state_dict(),
-                        "torch_rng": torch.get_rng_state(),
-                        "replay_rng": replay_rng.bit_generator.state,
+                        "rng": rng_state(replay_rng),
                         "episode": done,
                         "env_steps": env_steps,
+                        "updates": updates,
                         "wall_time": record["wall_time"],
                         "nonfinite_updates": learner.nonfinite_updates,
+                        "nonfinite_in_a_row": learner.nonfinite_in_a_row,
                         "config": config.to_dict(),
                     },
                 )
@@ -364,7 +436,139 @@ def train(
     finally:
         bar.close()
         logger.close()
-    return {"episodes": total, "env_steps": env_steps, "last": last, "run_dir": str(run_dir)}
+    return {
+        "episodes": max(total, start_episode),
+        "env_steps": env_steps,
+        "last": last,
+        "run_dir": str(run_dir),
+        "resumed_from": start_episode if found is not None else None,
+        "nonfinite_updates": learner.nonfinite_updates,
+    }
+
+
+def resume_point(run_dir: Path, config: Config, log=print):
+    """The newest checkpoint that loads and whose episodes all load: (path, payload, replay).
+
+    Fallback: a checkpoint that fails its checksum, or whose replay holds a damaged or missing
+    episode file, is skipped for the next older one, and set aside as `*.damaged` so that a
+    later resume cannot pick it up once new episodes are written. Raises TrainError naming
+    every problem when no checkpoint can be used.
+    """
+    checkpoint_dir, episodes_dir = run_dir / "checkpoints", run_dir / "episodes"
+    problems: list[str] = []
+    skipped: list[Path] = []
+    for path in list_checkpoints(checkpoint_dir):
+        try:
+            payload = load_checkpoint(path)
+            episodes = int(payload["episode"])
+            replay = EpisodeReplay.load(
+                episodes_dir, config.train.bit_depth, config.train.max_episodes_in_memory,
+                limit=episodes,
+            )
+            if len(replay) != episodes:
+                raise ReplayError(
+                    f"{episodes_dir} holds {len(replay)} episode files but checkpoint {path} "
+                    f"needs {episodes}; episode files are missing"
+                )
+        except (CheckpointError, ReplayError) as error:
+            log(f"warning: {error}; trying an older checkpoint")
+            problems.append(str(error))
+            skipped.append(path)
+            continue
+        for bad in skipped:
+            log(f"warning: setting aside unusable checkpoint {bad.name} as "
+                f"{set_aside(bad).name}")
+        return path, payload, replay
+    raise TrainError(
+        f"cannot resume {run_dir}: no usable checkpoint ({' | '.join(problems)}). "
+        "Start a new --run-dir"
+    )
+
+
+def rng_state(replay_rng: np.random.Generator) -> dict[str, Any]:
+    """Every random generator a run draws from, as tensors and plain values (weights_only)."""
+    numpy_state = np.random.get_state(legacy=False)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+            "pos": int(numpy_state["state"]["pos"]),
+            "has_gauss": int(numpy_state["has_gauss"]),
+            "gauss": float(numpy_state["gauss"]),
+        },
+        "python": random.getstate(),
+        "replay": replay_rng.bit_generator.state,
+        # Env RNG needs no state: each episode resets its env with episode_seed(seed, episode).
+    }
+
+
+def set_rng_state(state: dict[str, Any], replay_rng: np.random.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+    numpy_state = state["numpy"]
+    np.random.set_state({
+        "bit_generator": "MT19937",
+        "state": {"key": numpy_state["key"].numpy().astype(np.uint32), "pos": numpy_state["pos"]},
+        "has_gauss": numpy_state["has_gauss"],
+        "gauss": numpy_state["gauss"],
+    })
+    random.setstate(state["python"])
+    replay_rng.bit_generator.state = state["replay"]
+
+
+@contextlib.contextmanager
+def private_rng(device: torch.device, seed: int):
+    """Run a block on its own seeded torch RNG stream, leaving the training stream untouched.
+
+    Used for evaluation (seeded with episode_seed purpose 10) and reconstruction images (11),
+    so changing test_interval or image_log_interval on resume does not change training.
+    """
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def _after_last_event_file(tensorboard_dir: Path) -> None:
+    """Make sure a new TensorBoard event file sorts after the existing ones.
+
+    TensorBoard reads event files in name order, and a name starts with its creation second,
+    then the pid: a writer opened within the same second as the killed run's (by a lower pid)
+    would be read first, and the killed run's events past the resume point would then win over
+    the purge. In that rare case wait for the next second (under 1 s).
+    """
+    seconds = []
+    for path in tensorboard_dir.glob("events.out.tfevents.*"):
+        stamp = path.name.split(".")[3]
+        if stamp.isdigit():
+            seconds.append(int(stamp))
+    if seconds and time.time() < max(seconds) + 1:
+        time.sleep(max(seconds) + 1 - time.time())
+
+
+# --- crash tests: PLANET_TEST_KILL_AT="phase:episode:index" makes the process SIGKILL itself ---
+# phase "update": before update `index` of episode `episode`; "collect": at agent step `index`
+# of that episode's collection; "checkpoint": after the episode is stored and logged, before
+# its checkpoint is written. Unset (always, outside tests), it costs nothing.
+def _test_kill_point() -> tuple[str, int, int] | None:
+    spec = os.environ.get("PLANET_TEST_KILL_AT")
+    if not spec:
+        return None
+    phase, episode, index = spec.split(":")
+    return phase, int(episode), int(index)
+
+
+def _maybe_kill(kill_at, phase: str, episode: int, index: int) -> None:
+    if kill_at == (phase, episode, index):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _collect_kill_hook(kill_at, episode: int):
+    if kill_at is None or kill_at[0] != "collect":
+        return None
+    return lambda obs, step, active: _maybe_kill(kill_at, "collect", episode, step)
 
 
 def evaluate_policy(config: Config, agent: Agent, episode: int) -> dict[str, float]:

@@ -5,6 +5,12 @@ Each episode is kept as it was collected, as uint8 frames, and grows memory one 
 disk when it completes, atomically, as `<index>_<length>.npz`; the files on disk are the source of
 truth that a resumed run reloads.
 
+Memory: `max_episodes_in_memory` (config `train.max_episodes_in_memory`, 0 = no cap) bounds the
+episodes held in RAM. When the cap is passed, the oldest resident episodes are dropped from RAM
+(never from the replay): they stay on disk, are still sampled with the same probability, and are
+read back from their file (checksum verified) when a chunk is drawn from them. So memory holds at
+most the cap's episodes plus the episodes of one batch, and sampling the old ones costs a disk read.
+
 Time alignment inside an episode of N agent steps (arrays of length N + 1):
 
     index t        0        1        2      ...    N
@@ -64,6 +70,10 @@ class EpisodeReplay:
         bit_depth: int = 5,
         max_episodes_in_memory: int = 0,
     ):
+        if max_episodes_in_memory < 0:
+            raise ReplayError(
+                f"max_episodes_in_memory must be >= 0 (0: no cap), got {max_episodes_in_memory}"
+            )
         self.directory = Path(directory) if directory is not None else None
         self.bit_depth = bit_depth
         self.max_episodes_in_memory = max_episodes_in_memory
@@ -115,6 +125,11 @@ class EpisodeReplay:
         for index in resident[: max(0, len(resident) - self.max_episodes_in_memory)]:
             self.episodes[index] = None
 
+    @property
+    def resident(self) -> int:
+        """Episodes currently held in RAM."""
+        return sum(episode is not None for episode in self.episodes)
+
     def _episode(self, index: int) -> dict[str, np.ndarray]:
         episode = self.episodes[index]
         if episode is None:
@@ -134,11 +149,14 @@ class EpisodeReplay:
         replay.directory = Path(directory)
         files = sorted(Path(directory).glob("*.npz"))
         for expected, path in enumerate(files[:limit]):
-            index = int(path.stem.split("_")[0])
+            index, length = _parse_name(path)
             if index != expected:
                 raise ReplayError(f"episode files are not contiguous: expected index {expected}, "
                                   f"found {path.name} in {directory}")
             episode = load_episode(path)
+            if len(episode["obs"]) != length + 1:
+                raise ReplayError(f"episode file {path} holds {len(episode['obs']) - 1} steps, "
+                                  f"but its name says {length}; the file is damaged")
             replay.episodes.append(episode)
             replay.lengths.append(len(episode["obs"]) - 1)
             replay.paths.append(path)
@@ -174,8 +192,11 @@ class EpisodeReplay:
         episode_ids = np.searchsorted(bounds, flat, side="right")
         starts = flat - (bounds[episode_ids] - starts_per_episode[episode_ids])
         obs, action, reward = [], [], []
+        batch_episodes: dict[int, dict[str, np.ndarray]] = {}  # read each evicted file once
         for episode_id, start in zip(episode_ids, starts, strict=True):
-            episode = self._episode(int(episode_id))
+            if int(episode_id) not in batch_episodes:
+                batch_episodes[int(episode_id)] = self._episode(int(episode_id))
+            episode = batch_episodes[int(episode_id)]
             window = slice(int(start), int(start) + chunk_length)
             obs.append(episode["obs"][window])
             action.append(episode["action"][window])
@@ -205,12 +226,29 @@ def load_episode(path: Path) -> dict[str, np.ndarray]:
             stored = int(data["checksum"])
     except Exception as error:  # zip, pickle or key errors all mean the same to the user
         raise ReplayError(
-            f"episode file {path} is unreadable ({type(error).__name__}: {error}); "
-            "delete it (and any later episode files) to resume without it"
+            f"episode file {path} is unreadable, truncated or corrupted "
+            f"({type(error).__name__}: {error}); {_DAMAGED_HINT}"
         ) from None
     if _checksum(episode) != stored:
-        raise ReplayError(f"episode file {path} fails its checksum; delete it to resume without it")
+        raise ReplayError(f"episode file {path} fails its CRC32 checksum (corrupted); "
+                          + _DAMAGED_HINT)
     return episode
+
+
+_DAMAGED_HINT = (
+    "a resume falls back to a checkpoint taken before this episode when one exists; otherwise "
+    "the run cannot continue exactly: start a new --run-dir"
+)
+
+
+def _parse_name(path: Path) -> tuple[int, int]:
+    """'000042_125.npz' -> (42, 125)."""
+    try:
+        index, length = path.stem.split("_")
+        return int(index), int(length)
+    except ValueError:
+        raise ReplayError(f"{path} is not an episode file (expected <index>_<length>.npz); "
+                          "move it out of the episodes folder") from None
 
 
 def _checksum(episode: dict[str, np.ndarray]) -> int:
@@ -230,6 +268,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        # Name the file the user cares about (write() errors carry no file name).
+        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
     finally:
         if temporary.exists():
             temporary.unlink()
@@ -238,3 +279,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         os.fsync(directory_fd)
     finally:
         os.close(directory_fd)
+
+
+def remove_temporary_files(directory: Path) -> list[Path]:
+    """Delete the temporary files of writes that a kill interrupted; returns them."""
+    stale = sorted(Path(directory).glob(".*.tmp*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def episode_index(path: Path) -> int:
+    """The index in an episode file's name: '000042_125.npz' -> 42."""
+    return _parse_name(Path(path))[0]

@@ -1,0 +1,161 @@
+"""Bad input anywhere is one clear line on stderr and a non-zero exit, never a traceback.
+
+Most cases call `planet.cli.main` in-process (capsys); one runs `python -m planet` to check the
+real exit status and stderr of the entry point.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from planet import cli
+from planet.config import make_config
+
+# Gymnasium warns before our own check rejects the env; the warning is not what is tested.
+pytestmark = pytest.mark.filterwarnings("ignore:.*not in the possible render_modes")
+
+
+class NoRgbEnv(gym.Env):
+    """A Gymnasium env that cannot render frames."""
+
+    metadata = {"render_modes": []}
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+
+
+class UnboundedActionEnv(NoRgbEnv):
+    """Renders frames, but its actions have no bounds for the planner to search within."""
+
+    metadata = {"render_modes": ["rgb_array"]}
+    action_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+    def render(self):
+        return np.zeros((64, 64, 3), np.uint8)
+
+
+gym.register("PlanetTestNoRgb-v0", entry_point=NoRgbEnv)
+gym.register("PlanetTestUnbounded-v0", entry_point=UnboundedActionEnv)
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    """Exit code and the single stderr line of `planet ARGV`."""
+    code = cli.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"planet {argv[0]}: error: "), err
+    return code, err[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--env", "nope:thing"], "unknown environment 'nope:thing'; valid forms:"),
+        (["--env", "cartpole-nope"], "unknown dm_control task 'cartpole-nope'"),
+        (["--env", "toy:square"], "unknown toy env 'square'"),
+        (["--env", "gym:NoSuchEnv-v9"], "cannot make Gymnasium env 'NoSuchEnv-v9'"),
+        (["--env", "gym:PlanetTestNoRgb-v0"],
+         "Gymnasium env 'PlanetTestNoRgb-v0' cannot render rgb_array frames"),
+        (["--env", "gym:CartPole-v1"],
+         "action space is Discrete(2) (it must be a bounded gymnasium.spaces.Box)"),
+        (["--env", "gym:PlanetTestUnbounded-v0"], "is unbounded; PlaNet needs finite bounds"),
+        (["--set", "train.batch_size=abc"], "train.batch_size must be int, got 'abc'"),
+        (["--set", "train.deterministic=maybe"], "train.deterministic must be true or false"),
+        (["--set", "train.batchsize=4"],
+         "unknown config field 'train.batchsize' (did you mean train.batch_size?)"),
+        (["--set", "train.batch_size"], "--set expects section.field=value"),
+        (["--set", "train.chunk_length=0"], "train.chunk_length must be positive, got 0"),
+        (["--preset", "tiny"], "unknown preset 'tiny'"),
+        (["--episodes", "-1"], "--episodes must be >= 0, got -1"),
+    ],
+)
+def test_bad_train_input_is_one_line(args, expected, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, line = run_cli(["train", "--preset", "smoke", *args, "--run-dir", str(run_dir)],
+                         capsys)
+    assert code == 2
+    assert expected in line
+    assert not run_dir.exists()  # nothing is written before the input is checked
+
+
+def test_wrong_option_type_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--episodes", "many"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "planet train: error: argument --episodes: invalid int value: 'many'"
+
+
+def test_run_dir_that_is_a_file(tmp_path, capsys):
+    path = tmp_path / "notes.txt"
+    path.write_text("not a run\n")
+    code, line = run_cli(["train", "--env", "toy:dot", "--run-dir", str(path)], capsys)
+    assert code == 2 and f"run dir {path} exists and is not a directory" in line
+    code, line = run_cli(["train", "--resume", str(path)], capsys)
+    assert code == 2 and "no config.json there, nothing to resume" in line
+
+
+def test_resume_of_a_folder_without_a_run(tmp_path, capsys):
+    code, line = run_cli(["train", "--resume", str(tmp_path / "missing")], capsys)
+    assert code == 2 and "nothing to resume" in line
+
+
+def make_run_dir(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text(
+        make_config("smoke", {"env.name": "toy:dot"}).to_json() + "\n"
+    )
+    return run_dir
+
+
+def test_unreadable_checkpoint(tmp_path, capsys):
+    run_dir = make_run_dir(tmp_path)
+    checkpoint = run_dir / "checkpoints" / "episode_000001.pt"
+    checkpoint.write_bytes(b"garbage")
+    code, line = run_cli(["train", "--resume", str(run_dir), "--no-progress"], capsys)
+    assert code == 2
+    assert f"cannot resume {run_dir}: no usable checkpoint" in line
+    assert f"checkpoint {checkpoint} is not a planet checkpoint or is truncated" in line
+    assert "Start a new --run-dir" in line
+
+
+def test_damaged_config_json(tmp_path, capsys):
+    run_dir = make_run_dir(tmp_path)
+    (run_dir / "config.json").write_text('{"train": {"batch_size": ')
+    code, line = run_cli(["train", "--resume", str(run_dir)], capsys)
+    assert code == 2 and f"cannot read {run_dir / 'config.json'}" in line
+    (run_dir / "config.json").write_text('{"train": {"batch_size": "large"}}')
+    code, line = run_cli(["train", "--resume", str(run_dir)], capsys)
+    assert code == 2 and "train.batch_size must be int, got 'large'" in line
+
+
+def test_entry_point_exit_status_and_single_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "planet", "train", "--env", "gym:CartPole-v1",
+         "--run-dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "planet train: error: gym:CartPole-v1: PlaNet plans continuous actions, but the action "
+        "space is Discrete(2) (it must be a bounded gymnasium.spaces.Box)"
+    ]
+
+
+def test_checkpoints_without_config_json_are_not_overwritten(tmp_path, capsys):
+    run_dir = make_run_dir(tmp_path)
+    (run_dir / "config.json").unlink()
+    checkpoint = run_dir / "checkpoints" / "episode_000001.pt"
+    checkpoint.write_bytes(b"weights")
+    code, line = run_cli(["train", "--preset", "smoke", "--env", "toy:dot",
+                          "--run-dir", str(run_dir)], capsys)
+    assert code == 2 and "holds checkpoints but no config.json" in line
+    assert checkpoint.read_bytes() == b"weights"
