@@ -1,0 +1,62 @@
+"""The `planet` command as a user runs it: a subprocess, real files, real messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from planet.config import field_docs
+
+
+def planet(*args: str, cwd=None, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "planet", *args], capture_output=True, text=True, cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def test_smoke_training_run_writes_everything(tmp_path):
+    run_dir = tmp_path / "run"
+    result = planet("train", "--preset", "smoke", "--episodes", "3", "--env", "cartpole-swingup",
+                    "--run-dir", str(run_dir), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "done: 3 episodes, 3000 env steps" in result.stdout
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["env"]["name"] == "cartpole-swingup" and config["preset"] == "smoke"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["episode"] for r in records] == [0, 1, 2]
+    assert [r["env_steps"] for r in records] == [1000, 2000, 3000]
+    for record in records:
+        assert {"return", "wall_time", "episode", "env_steps"} <= record.keys()
+    assert "loss_total" in records[2] and "eval_return" in records[2]  # trained and tested
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert (run_dir / "checkpoints" / "episode_000003.pt").stat().st_size > 10_000
+    assert len(list((run_dir / "episodes").glob("*_125.npz"))) == 3
+
+
+def test_train_help_lists_every_field_with_its_default():
+    result = planet("train", "--help")
+    assert result.returncode == 0
+    for name, _, default, _ in field_docs():
+        assert f"{name} (" in result.stdout and f"default {default!r}" in result.stdout, name
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--env", "cartpol-swingup"], "unknown dm_control task 'cartpol-swingup'; valid forms"),
+        (["--preset", "fast"], "unknown preset 'fast'; valid presets: paper, smoke"),
+        (["--episodes", "-2"], "--episodes must be >= 0, got -2"),
+        (["--set", "train.batch_size=ten"], "train.batch_size must be int, got 'ten'"),
+        (["--set", "planner.horizn=3"], "did you mean planner.horizon"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    result = planet("train", "--run-dir", str(tmp_path / "run"), "--no-progress", *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
