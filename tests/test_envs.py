@@ -85,3 +85,13 @@ def test_unknown_names_list_the_valid_forms(name):
 def test_discrete_gym_env_is_refused():
     with pytest.raises(EnvError, match="bounded gymnasium.spaces.Box"):
         make_env("gym:CartPole-v1")
+
+
+def test_missing_gl_libraries_name_the_packages_to_install(monkeypatch):
+    import planet.envs.gl as gl
+
+    monkeypatch.setattr(gl, "_has_library", lambda name: False)
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    with pytest.raises(EnvError, match="apt-get install -y libegl1 libopengl0"):
+        make_env("cartpole-swingup")

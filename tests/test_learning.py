@@ -55,8 +55,8 @@ def test_agent_beats_the_random_policy_on_toy_dot(tmp_path):
     The reward is -||p|| per step for 30 steps; from a start uniform in [-0.9, 0.9]^2, a random
     walk keeps the dot about 0.7 from the centre (return about -23 on these starts), while
     heading straight for it reaches the centre in about 3 steps (return about -4). A margin of
-    8 is far beyond the spread of 8-episode means of the random policy (std of the mean about
-    2), and well inside what a model that has learned where the dot is gains (about 18 in our
+    6 is three standard errors of the random policy's 8-episode mean (about 2), and well inside
+    what a model that has learned where the dot is gains (18 and 11 on seeds 1 and 2 in our
     runs; 360 updates is about where the reward model and the prior become usable).
     """
     config = make_config("smoke", {**TOY_OVERRIDES, "train.episodes": 12, "seed": 1})
@@ -72,4 +72,4 @@ def test_agent_beats_the_random_policy_on_toy_dot(tmp_path):
     random = run_episodes(envs, None, seeds, explore=True, rng=np.random.default_rng(0))
     planned_return = np.mean([e["reward"].sum() for e in planned])
     random_return = np.mean([e["reward"].sum() for e in random])
-    assert planned_return > random_return + 8.0, (planned_return, random_return)
+    assert planned_return > random_return + 6.0, (planned_return, random_return)

@@ -28,7 +28,7 @@ from gymnasium.wrappers import (
 
 from planet.envs.dmc import ACTION_REPEATS
 from planet.envs.toy import DotEnv
-from planet.envs.wrappers import ChannelsFirst, Float32Observation
+from planet.envs.wrappers import ChannelsFirst, EnvError, Float32Observation
 
 VALID_FORMS = (
     "valid forms: a paper task (" + ", ".join(ACTION_REPEATS) + "), any other dm_control task "
@@ -40,10 +40,6 @@ VALID_FORMS = (
 # pygame (Gymnasium's classic-control renderer) probes for sound and a display otherwise.
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-
-
-class EnvError(ValueError):
-    """A bad environment name or an environment we cannot use; meant for the user."""
 
 
 def parse_env_name(name: str) -> tuple[str, str]:
@@ -78,8 +74,11 @@ def make_env(
 
         try:
             split_task(task)
+        except ValueError:
+            raise EnvError(f"unknown dm_control task {task!r}; {VALID_FORMS}") from None
+        try:
             env = make_dmc_env(task, seed, image_size, symbolic)
-        except (KeyError, ValueError):
+        except KeyError:
             raise EnvError(f"unknown dm_control task {task!r}; {VALID_FORMS}") from None
     elif family == "toy":
         if task != "dot":

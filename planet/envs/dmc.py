@@ -31,7 +31,9 @@ def make_dmc_env(name: str, seed: int, image_size: int, symbolic: bool) -> gym.E
     from planet.envs.gl import choose_gl_backend, missing_gl_message
 
     if not symbolic and choose_gl_backend() is None:
-        raise RuntimeError(missing_gl_message())
+        from planet.envs.wrappers import EnvError
+
+        raise EnvError(missing_gl_message())
     from dm_control import suite
     from shimmy.dm_control_compatibility import DmControlCompatibilityV0
 

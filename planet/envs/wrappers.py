@@ -6,6 +6,10 @@ import gymnasium as gym
 import numpy as np
 
 
+class EnvError(ValueError):
+    """A bad environment name or an environment we cannot use; meant for the user."""
+
+
 class ChannelsFirst(gym.ObservationWrapper):
     """(H, W, 3) uint8 frames -> (3, H, W), the layout the model and replay use."""
 
