@@ -1,0 +1,38 @@
+"""`planet bench` runs on the smoke preset and writes JSON with every figure (no speed checks)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from planet.cli import main
+
+
+def test_bench_smoke_writes_complete_json(tmp_path):
+    path = tmp_path / "bench.json"
+    code = main(["bench", "--preset", "smoke", "--repeats", "1", "--env-steps", "2",
+                 "--batch-envs", "2", "--json", str(path)])
+    assert code == 0
+    result = json.loads(path.read_text())
+    for key in ("cpu", "threads", "torch", "fast_dtype"):
+        assert key in result["system"], key
+    assert set(result["matmul_peak_flops_per_s"]) == {"reference", "fast"}
+    figures = result["figures"]
+    assert set(figures) == {"update", "plan_1", "plan_2", "act", "env_step", "episode"}
+    for key in ("update", "plan_1", "plan_2"):
+        figure = figures[key]
+        for field in ("reference", "fast", "ratio", "flops", "fast_floor",
+                      "reference_floor", "fast_flops_per_s"):
+            assert figure[field] > 0, (key, field)
+    assert figures["env_step"]["reference"] > 0 and figures["env_step"]["fast"] > 0
+    assert figures["episode"]["fast"] > 0
+    assert result["peak_rss_bytes"]["fast"] > 0
+    assert result["checks"]["losses"]["ok"] and result["checks"]["planner"]["ok"]
+    assert set(result["checks"]["losses"]["losses"]) >= {"total", "reconstruction", "kl"}
+
+
+def test_bench_runs_as_a_module():
+    out = subprocess.run([sys.executable, "-m", "planet.bench", "--help"],
+                         capture_output=True, text=True, check=True)
+    assert "--json" in out.stdout
