@@ -1,0 +1,118 @@
+"""Evaluate a trained agent: noise-free episodes, a returns table, eval.json and a video.
+
+    planet evaluate RUN_DIR [--episodes 10] [--seed S] [--video agent.mp4] [--checkpoint PATH]
+
+All episodes run at once as a batch of envs (the planner plans for all of them in one call), each
+env seeded differently: env seed = episode_seed(S, i, purpose=2), a stream apart from the
+training (0) and in-training evaluation (1) seeds. Exploration noise is off.
+
+eval.json (RUN_DIR/eval.json unless --json) holds the per-episode returns and seeds, their mean,
+std, min and max, and where they come from: the checkpoint file, the episodes and env steps it was
+trained for, and the hash of the run's config. The video (mp4/webm by ffmpeg, gif by Pillow, chosen
+by the extension) shows the agent's own 64x64 camera view, upscaled with nearest-neighbour
+(--size, default 256) and labelled, episode after episode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from planet.cli import UsageError
+from planet.runs import check_video_path, hwc, label_frame, load_run, upscale, write_video
+from planet.train import env_from_config, episode_seed, run_episodes
+
+EVALUATE_PURPOSE = 2  # episode_seed stream: 0 training, 1 evaluation during training, 2 here
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by planet train")
+    parser.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
+    parser.add_argument("--seed", type=int, help="evaluation seed (default: the run's seed)")
+    parser.add_argument("--video", metavar="PATH",
+                        help="write the agent's camera view, .mp4 or .gif by extension")
+    parser.add_argument("--size", type=int, default=256,
+                        help="video frame size in pixels, a multiple of 64 (default 256)")
+    parser.add_argument("--fps", type=float, default=0,
+                        help="video frame rate (default: real time, 50 / action repeat)")
+    parser.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default: newest)")
+    parser.add_argument("--json", metavar="PATH", help="where to write eval.json "
+                        "(default RUN_DIR/eval.json)")
+    parser.add_argument("--max-episode-steps", type=int, metavar="N",
+                        help="cut episodes at N env steps (default: the run's, 1000); for a "
+                        "quick look, the returns are then not comparable to the paper's")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the run's")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.episodes < 1:
+        raise UsageError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.size < 64 or args.size % 64:
+        raise UsageError(f"--size must be a positive multiple of 64, got {args.size}")
+    video = check_video_path(args.video) if args.video else None
+    overrides = {}
+    if args.max_episode_steps is not None:
+        overrides["env.max_episode_steps"] = args.max_episode_steps
+    run_dir = Path(args.run_dir)
+    run = load_run(run_dir, args.checkpoint, args.device, overrides)
+    seed_base = run.config.seed if args.seed is None else args.seed
+    seeds = [episode_seed(seed_base, index, EVALUATE_PURPOSE) for index in range(args.episodes)]
+    envs = [env_from_config(run.config, seed) for seed in seeds]
+    if video is not None and len(envs[0].observation_space.shape) != 3:
+        raise UsageError("--video needs a pixel run; this run uses --symbolic observations")
+    print(f"evaluating {run.checkpoint} ({run.env_steps} env steps trained) on "
+          f"{run.config.env.name}: {args.episodes} episodes")
+    try:
+        episodes = run_episodes(envs, run.agent, seeds, explore=False)
+    finally:
+        for env in envs:
+            env.close()
+        run.components.env.close()
+    returns = np.array([float(episode["reward"].sum()) for episode in episodes])
+    lengths = [len(episode["obs"]) - 1 for episode in episodes]
+    stats = {
+        "mean": float(returns.mean()), "std": float(returns.std()),
+        "min": float(returns.min()), "max": float(returns.max()),
+    }
+    for index, (value, length) in enumerate(zip(returns, lengths, strict=True)):
+        print(f"  episode {index}: return {value:8.2f}  ({length} agent steps)")
+    print(f"return: mean {stats['mean']:.2f}, std {stats['std']:.2f}, "
+          f"min {stats['min']:.2f}, max {stats['max']:.2f}")
+    summary = {
+        **run.summary(),
+        "episodes": args.episodes,
+        "seed": seed_base,
+        "env_seeds": seeds,
+        "returns": [float(value) for value in returns],
+        "agent_steps": lengths,
+        "action_repeat": envs[0].action_repeat,
+        "max_episode_steps": run.config.env.max_episode_steps,
+        **{f"return_{key}": value for key, value in stats.items()},
+        "video": str(video) if video else None,
+    }
+    if video is not None:
+        fps = args.fps or 50.0 / envs[0].action_repeat  # dm_control runs at 50 Hz (0.02 s steps)
+        frames = agent_video_frames(episodes, args.size // 64)
+        write_video(video, frames, fps)
+        print(f"wrote {video} ({len(frames)} frames, {args.size}x{args.size})")
+    json_path = Path(args.json) if args.json else run_dir / "eval.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {json_path}")
+    return 0
+
+
+def agent_video_frames(episodes: list[dict], scale: int) -> np.ndarray:
+    """The episodes one after another, (sum of N_i + 1, 64 * scale, 64 * scale, 3) uint8, each
+    frame labelled with the episode number, the step and the return so far."""
+    frames = []
+    for index, episode in enumerate(episodes):
+        images = upscale(hwc(episode["obs"]), scale)
+        running = np.cumsum(episode["reward"])
+        for step, image in enumerate(images):
+            text = f"ep {index + 1}/{len(episodes)} | t={step} | R={running[step]:.1f}"
+            frames.append(label_frame(image, text, scale=0.45 if scale >= 4 else 0.35))
+    return np.stack(frames)

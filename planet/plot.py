@@ -1,0 +1,125 @@
+"""Plot return versus env steps for one or more runs, with the paper's numbers as references.
+
+    planet plot RUN_DIR [RUN_DIR ...] [--out curve.png] [--width 1000 --height 600]
+
+Reads each run's metrics.jsonl: `return` of every collected episode (thin line: training
+episodes, with exploration noise; the seed episodes are random) and `eval_return` (+- std) of the
+noise-free evaluations (markers). Env steps count action repeats, as in the paper.
+
+References (shared/PAPER.md), per task of the runs: the paper's Table 1 return after 1,000
+episodes (dashed line), and PlaNet's return at 100k and 500k env steps (from the CURL paper),
+drawn as markers when the runs reach at least a fifth of that many steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from planet.cli import UsageError
+from planet.logging import read_metrics
+from planet.train import TrainError, load_run_config
+
+# Table 1 (1,000 episodes = 1M env steps), and PlaNet at 100k and 500k env steps (CURL paper).
+PAPER_RETURNS = {
+    "cartpole-swingup": {"table1": 821, 100_000: 297, 500_000: 475},
+    "reacher-easy": {"table1": 832, 100_000: 20, 500_000: 210},
+    "cheetah-run": {"table1": 662, 100_000: 138, 500_000: 305},
+    "finger-spin": {"table1": 700, 100_000: 136, 500_000: 561},
+    "ball_in_cup-catch": {"table1": 930, 100_000: 0, 500_000: 460},
+    "walker-walk": {"table1": 951, 100_000: 224, 500_000: 351},
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders to plot")
+    parser.add_argument("--out", default="curve.png", help="PNG to write (default curve.png)")
+    parser.add_argument("--width", type=int, default=1000, help="image width in pixels")
+    parser.add_argument("--height", type=int, default=600, help="image height in pixels")
+    parser.add_argument("--no-train", action="store_true",
+                        help="draw only the evaluation returns")
+
+
+def task_of(env_name: str) -> str:
+    """'dmc:cartpole-swingup' -> 'cartpole-swingup' (the key of PAPER_RETURNS)."""
+    return env_name.split(":", 1)[1] if env_name.startswith("dmc:") else env_name
+
+
+def run_label(run_dir: Path) -> str:
+    """The last two path parts, e.g. 'cartpole-swingup/paper-s0'."""
+    parts = run_dir.resolve().parts
+    return "/".join(parts[-2:])
+
+
+def load_curves(run_dir: Path) -> dict:
+    if not run_dir.is_dir():
+        raise TrainError(f"run dir {run_dir} does not exist")
+    config = load_run_config(run_dir)
+    records = read_metrics(run_dir)
+    if not records:
+        raise TrainError(f"no metrics in {run_dir / 'metrics.jsonl'}; has the run trained?")
+    train = [(r["env_steps"], r["return"]) for r in records if "return" in r]
+    evals = [(r["env_steps"], r["eval_return"], r.get("eval_return_std", 0.0))
+             for r in records if "eval_return" in r]
+    return {"task": task_of(config.env.name), "label": run_label(run_dir),
+            "train": np.array(train, float).reshape(-1, 2),
+            "eval": np.array(evals, float).reshape(-1, 3)}
+
+
+def plot_runs(runs: list[dict], out: Path, width: int, height: int, train: bool = True) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dpi = 100
+    fig, ax = plt.subplots(figsize=(width / dpi, height / dpi), dpi=dpi)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    max_steps = max(float(np.max(run["train"][:, 0], initial=0)) for run in runs)
+    for index, run in enumerate(runs):
+        color = colors[index % len(colors)]
+        if train and len(run["train"]):
+            ax.plot(run["train"][:, 0], run["train"][:, 1], color=color, alpha=0.45,
+                    linewidth=1, label=f"{run['label']}: train episodes")
+        if len(run["eval"]):
+            steps, mean, std = run["eval"].T
+            ax.plot(steps, mean, "o-", color=color, markersize=4, linewidth=1.8,
+                    label=f"{run['label']}: eval (no noise)")
+            ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15)
+    for index, task in enumerate(sorted({run["task"] for run in runs})):
+        reference = PAPER_RETURNS.get(task)
+        if reference is None:
+            continue
+        color = "black" if index == 0 else colors[(index + 3) % len(colors)]
+        ax.axhline(reference["table1"], color=color, linestyle="--", linewidth=1.2,
+                   label=f"{task}: PlaNet paper, Table 1 (1M steps): {reference['table1']}")
+        for steps, marker in ((100_000, "s"), (500_000, "D")):
+            if max_steps >= steps / 5:
+                ax.plot([steps], [reference[steps]], marker=marker, color=color, markersize=8,
+                        linestyle="none",
+                        label=f"{task}: PlaNet at {steps // 1000}k steps: {reference[steps]}")
+    ax.set_xlabel("env steps (action repeat included)")
+    ax.set_ylabel("episode return")
+    tasks = ", ".join(sorted({run["task"] for run in runs}))
+    ax.set_title(f"return vs env steps: {tasks}")
+    ax.grid(alpha=0.3)
+    ax.set_xlim(left=0)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)  # no bbox_inches="tight": the PNG is exactly width x height
+    plt.close(fig)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.width < 200 or args.height < 150:
+        raise UsageError("--width must be at least 200 and --height at least 150 pixels")
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out must be a .png file, got {out}")
+    runs = [load_curves(Path(run_dir)) for run_dir in args.run_dirs]
+    plot_runs(runs, out, args.width, args.height, train=not args.no_train)
+    print(f"wrote {out} ({args.width}x{args.height}) from {len(runs)} run(s)")
+    return 0

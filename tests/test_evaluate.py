@@ -1,0 +1,103 @@
+"""`planet evaluate` on the smoke-trained run, TensorBoard media from training, error cases."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+
+from planet.cli import main
+
+# 80 env steps at cartpole's action repeat 8: 10 agent steps, 11 frames per episode.
+QUICK = ["--max-episode-steps", "80"]
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_evaluate_writes_returns_and_video(smoke_run, tmp_path, capsys):
+    video, summary_path = tmp_path / "agent.mp4", tmp_path / "eval.json"
+    code, out, err = run_cli(capsys, "evaluate", smoke_run, "--episodes", 2, "--video", video,
+                             "--json", summary_path, *QUICK)
+    assert code == 0, err
+    summary = json.loads(summary_path.read_text())
+    assert len(summary["returns"]) == 2 and summary["episodes"] == 2
+    assert summary["agent_steps"] == [10, 10]
+    assert len(set(summary["env_seeds"])) == 2  # each env seeded differently
+    assert summary["return_mean"] == pytest.approx(np.mean(summary["returns"]))
+    assert summary["return_min"] <= summary["return_mean"] <= summary["return_max"]
+    assert summary["checkpoint"].endswith("episode_000003.pt")
+    assert summary["episodes_trained"] == 3 and summary["env_steps_trained"] == 3000
+    assert len(summary["config_hash"]) == 12
+    assert "mean" in out and "std" in out and "min" in out and "max" in out
+    # Decode the video back (iterate: list() would ask the reader its length, infinite):
+    # 2 episodes x 11 frames, upscaled to 256 x 256, real content.
+    frames = np.stack([f for f in imageio.get_reader(video, format="FFMPEG")])
+    assert frames.shape == (22, 256, 256, 3)
+    assert frames[5].std() > 10  # not a blank frame
+    # The same run, as a gif at 128 px, into the run dir's default eval.json (on a copy).
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    code, _, err = run_cli(capsys, "evaluate", run, "--episodes", 1, "--video",
+                           tmp_path / "agent.gif", "--size", 128, *QUICK)
+    assert code == 0, err
+    assert len(json.loads((run / "eval.json").read_text())["returns"]) == 1
+    gif = imageio.mimread(tmp_path / "agent.gif")
+    assert len(gif) == 11 and gif[0].shape[:2] == (128, 128)
+
+
+def test_training_logs_eval_video_and_open_loop_to_tensorboard(smoke_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(smoke_run / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()["images"]
+    assert "eval/video" in tags and "model/open_loop" in tags, tags
+    gif = events.Images("eval/video")[-1]
+    assert gif.encoded_image_string[:6] == b"GIF89a"
+    frames = imageio.mimread(gif.encoded_image_string, format="GIF")
+    assert len(frames) == 126 and frames[0].shape[:2] == (128, 128)  # a whole episode, 2x
+    strip = events.Images("model/open_loop")[-1]
+    assert (strip.height, strip.width) == (3 * 64, 12 * 64)
+    assert "eval/return" in events.Tags()["scalars"]
+
+
+def test_evaluate_errors_are_one_line(smoke_run, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "evaluate", tmp_path / "missing")
+    assert_one_line_error(code, err, "does not exist")
+    # A run dir with a config but no checkpoint.
+    empty = tmp_path / "empty"
+    (empty / "checkpoints").mkdir(parents=True)
+    shutil.copy(smoke_run / "config.json", empty / "config.json")
+    code, _, err = run_cli(capsys, "evaluate", empty)
+    assert_one_line_error(code, err, "no checkpoint")
+    # A checkpoint from a config with another model size.
+    changed = tmp_path / "changed"
+    shutil.copytree(smoke_run, changed)
+    config = json.loads((changed / "config.json").read_text())
+    config["model"]["belief_size"] = 48
+    (changed / "config.json").write_text(json.dumps(config))
+    code, _, err = run_cli(capsys, "evaluate", changed)
+    assert_one_line_error(code, err, "incompatible config", "model.belief_size")
+    # A named checkpoint that does not exist; a video format we cannot write.
+    code, _, err = run_cli(capsys, "evaluate", smoke_run, "--checkpoint", tmp_path / "x.pt")
+    assert_one_line_error(code, err, "not found")
+    code, _, err = run_cli(capsys, "evaluate", smoke_run, "--video", tmp_path / "a.txt")
+    assert_one_line_error(code, err, ".mp4")
+    code, _, err = run_cli(capsys, "evaluate", smoke_run, "--episodes", 0)
+    assert_one_line_error(code, err, "--episodes")

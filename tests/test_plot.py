@@ -1,0 +1,44 @@
+"""`planet plot`: a PNG of the requested size from two runs, and its error cases."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import imageio.v2 as imageio
+from test_evaluate import assert_one_line_error, run_cli
+
+from planet.plot import PAPER_RETURNS, task_of
+
+
+def test_plot_two_runs(smoke_run, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(smoke_run, other, ignore=shutil.ignore_patterns("checkpoints", "episodes"))
+    out = tmp_path / "curve.png"
+    code, _, err = run_cli(capsys, "plot", smoke_run, other, "--out", out)
+    assert code == 0, err
+    assert imageio.imread(out).shape[:2] == (600, 1000)
+    code, _, err = run_cli(capsys, "plot", smoke_run, "--out", out, "--width", 640,
+                           "--height", 480)
+    assert code == 0, err
+    assert imageio.imread(out).shape[:2] == (480, 640)
+
+
+def test_paper_references():
+    assert task_of("dmc:walker-walk") == "walker-walk"
+    assert {k: v["table1"] for k, v in PAPER_RETURNS.items()} == {
+        "cartpole-swingup": 821, "reacher-easy": 832, "cheetah-run": 662, "finger-spin": 700,
+        "ball_in_cup-catch": 930, "walker-walk": 951,
+    }
+
+
+def test_plot_errors_are_one_line(smoke_run, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "plot", tmp_path / "missing", "--out", tmp_path / "c.png")
+    assert_one_line_error(code, err, "does not exist")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text(json.dumps({"seed": 1}))
+    code, _, err = run_cli(capsys, "plot", bare, "--out", tmp_path / "c.png")
+    assert_one_line_error(code, err, "no metrics")
+    code, _, err = run_cli(capsys, "plot", smoke_run, "--out", tmp_path / "c.jpg")
+    assert_one_line_error(code, err, ".png")
