@@ -392,10 +392,15 @@ def _train(config: Config, run_dir: Path, progress: bool, log, fault_hook) -> di
             # --- noise-free evaluation (own RNG stream: test_interval may change on resume) ---
             interval = config.train.test_interval
             if interval and not seed_phase and (episode + 1) % interval == 0:
+                evaluated: list[dict] = []
                 with timer("eval"), private_rng(
                     components.device, episode_seed(config.seed, episode, 10)
                 ):
-                    record.update(evaluate_policy(config, agent, episode))
+                    record.update(evaluate_policy(config, agent, episode, evaluated))
+                    from planet.runs import eval_media_due, log_eval_media
+
+                    if eval_media_due(config, episode):  # TensorBoard: eval GIF, open loop
+                        log_eval_media(logger, model, config, evaluated, replay, env_steps)
             for name, seconds in timer.totals.items():
                 record[f"time_{name}"] = seconds
             if timer.counts.get("update"):
@@ -571,8 +576,12 @@ def _collect_kill_hook(kill_at, episode: int):
     return lambda obs, step, active: _maybe_kill(kill_at, "collect", episode, step)
 
 
-def evaluate_policy(config: Config, agent: Agent, episode: int) -> dict[str, float]:
-    """Noise-free test episodes, all envs in one batch, each env seeded differently."""
+def evaluate_policy(
+    config: Config, agent: Agent, episode: int, keep: list | None = None
+) -> dict[str, float]:
+    """Noise-free test episodes, all envs in one batch, each env seeded differently.
+
+    The episodes themselves are appended to `keep` when given (for videos)."""
     count = config.train.test_episodes
     seeds = [episode_seed(config.seed, episode * 1000 + i, 1) for i in range(count)]
     envs = [env_from_config(config, seed) for seed in seeds]
@@ -581,6 +590,8 @@ def evaluate_policy(config: Config, agent: Agent, episode: int) -> dict[str, flo
     finally:
         for env in envs:
             env.close()
+    if keep is not None:
+        keep.extend(episodes)
     returns = [float(e["reward"].sum()) for e in episodes]
     return {"eval_return": float(np.mean(returns)), "eval_return_std": float(np.std(returns))}
 
