@@ -29,3 +29,32 @@ def smoke_run(tmp_path_factory):
     config = make_config("smoke", {"train.episodes": 3})
     train(config, run_dir, progress=False, log=lambda *_: None)
     return run_dir
+
+
+# A toy:dot run just long enough to learn (3 random + 9 planned episodes, 360 updates).
+TOY_OVERRIDES = {
+    "env.name": "toy:dot",
+    "train.episodes": 12,
+    "seed": 1,
+    "train.seed_episodes": 3,
+    "train.collect_interval": 40,
+    "train.batch_size": 16,
+    "train.chunk_length": 10,
+    "train.test_interval": 0,
+    "train.image_log_interval": 0,
+    "train.learning_rate": 3e-3,
+    "planner.horizon": 5,
+    "planner.iterations": 4,
+    "planner.candidates": 100,
+    "planner.top_candidates": 10,
+}
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory):
+    """A toy:dot run trained with TOY_OVERRIDES (about a minute); read-only, like smoke_run."""
+    from planet.train import train
+
+    run_dir = tmp_path_factory.mktemp("toy_run") / "run"
+    train(make_config("smoke", TOY_OVERRIDES), run_dir, progress=False, log=lambda *_: None)
+    return run_dir

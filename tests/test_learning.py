@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from conftest import TOY_OVERRIDES
 
+from planet.checkpoint import load_latest
 from planet.config import make_config
 from planet.data.replay import EpisodeReplay
 from planet.envs import make_env
-from planet.train import build, run_episodes, train
-
-TOY_OVERRIDES = {
-    "env.name": "toy:dot",
-    "train.seed_episodes": 3,
-    "train.collect_interval": 40,
-    "train.batch_size": 16,
-    "train.chunk_length": 10,
-    "train.test_interval": 0,
-    "train.image_log_interval": 0,
-    "train.learning_rate": 3e-3,
-    "planner.horizon": 5,
-    "planner.iterations": 4,
-    "planner.candidates": 100,
-    "planner.top_candidates": 10,
-}
+from planet.train import build, run_episodes
 
 
 def test_world_model_fits_fixed_data():
@@ -48,7 +35,7 @@ def test_world_model_fits_fixed_data():
     assert last < 0.7 * first, (first, last)
 
 
-def test_agent_beats_the_random_policy_on_toy_dot(tmp_path):
+def test_agent_beats_the_random_policy_on_toy_dot(toy_run):
     """A short pixel run on toy:dot (3 random + 9 planned episodes, 360 updates), then 8
     noise-free episodes against random actions from the same starts.
 
@@ -59,12 +46,9 @@ def test_agent_beats_the_random_policy_on_toy_dot(tmp_path):
     what a model that has learned where the dot is gains (18 and 11 on seeds 1 and 2 in our
     runs; 360 updates is about where the reward model and the prior become usable).
     """
-    config = make_config("smoke", {**TOY_OVERRIDES, "train.episodes": 12, "seed": 1})
-    train(config, tmp_path / "run", progress=False, log=lambda *_: None)
+    config = make_config("smoke", TOY_OVERRIDES)
     components = build(config)
-    from planet.checkpoint import load_latest
-
-    _, payload = load_latest(tmp_path / "run" / "checkpoints")
+    _, payload = load_latest(toy_run / "checkpoints")
     components.model.load_state_dict(payload["model"])
     seeds = list(range(100, 108))
     envs = [make_env("toy:dot", seed) for seed in seeds]
