@@ -73,6 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (default: torch's choice)")
     parser.add_argument("--skip-env", action="store_true", help="do not time the env step")
+    parser.add_argument("--skip-memory", action="store_true",
+                        help="do not measure training's peak RSS in child processes")
     parser.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
     parser.add_argument("--verbose", action="store_true", help="print every timed call")
 
@@ -269,6 +271,32 @@ def planner_check(ref: Path_, fast: Path_, belief, state, seed: int) -> dict[str
     return {"max_abs_diff": diff, "atol": ACTION_ATOL, "ok": diff <= ACTION_ATOL}
 
 
+def training_peak_rss(config: Config, updates: int = 2) -> int:
+    """Max RSS (bytes) of a fresh process that runs only `updates` updates of this config.
+
+    In the bench process both paths' models and the allocator's cached blocks add up, so the
+    training footprint is measured in a child process that holds one path only.
+    """
+    import subprocess
+
+    code = (
+        "import json, resource, sys, numpy as np, torch\n"
+        "from planet.bench import Path_, _fill_replay\n"
+        "from planet.config import Config\n"
+        "config = Config.from_dict(json.loads(sys.argv[1]))\n"
+        "path = Path_(config, 1, torch.device('cpu'), None)\n"
+        "replay = _fill_replay(config, 1, 0)\n"
+        "rng = np.random.default_rng(0)\n"
+        "for _ in range(int(sys.argv[2])):\n"
+        "    path.learner.update(replay.sample(config.train.batch_size,\n"
+        "                                      config.train.chunk_length, rng))\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, config.to_json(), str(updates)],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
+
+
 # --- the env step --------------------------------------------------------------------------
 def _env_figures(config: Config, env_name: str, steps: int, seed: int) -> dict[str, Any]:
     """Median seconds per agent step: one 64x64 render (fast) vs a render per physics step."""
@@ -313,7 +341,8 @@ def _env_figures(config: Config, env_name: str, steps: int, seed: int) -> dict[s
 # --- main ----------------------------------------------------------------------------------
 def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs: int = 5,
               env_name: str | None = None, skip_env: bool = False, seed: int = 0,
-              log: Callable[[str], None] = print, verbose: bool = False) -> dict[str, Any]:
+              log: Callable[[str], None] = print, verbose: bool = False,
+              memory: bool = True) -> dict[str, Any]:
     """All figures as a dict (the JSON that --json writes)."""
     device = torch.device("cpu")
     ref_config = copy.deepcopy(config)
@@ -395,8 +424,13 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
                 figure[f"{name}_flops_per_s"] = flops / figure[name]
                 figure[f"{name}_floor"] = flops / peaks[name]
         figures[key] = figure
+    memory_probe = memory
     memory = {name: monitors[name].peak for name in paths}
     memory["process_max_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if memory_probe:
+        log("measuring training peak RSS in child processes ...")
+        memory["training_reference"] = training_peak_rss(ref_config)
+        memory["training_fast"] = training_peak_rss(config)
 
     if not skip_env:
         log("timing env step ...")
@@ -449,9 +483,12 @@ def format_table(result: dict[str, Any]) -> str:
                        for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
              for row in rows]
     memory = result["peak_rss_bytes"]
-    lines.append(f"peak RSS during updates: reference {memory['reference'] / 2**30:.2f} GiB, "
-                 f"fast {memory['fast'] / 2**30:.2f} GiB (process max "
-                 f"{memory['process_max_rss'] / 2**30:.2f} GiB)")
+    if "training_fast" in memory:
+        lines.append(f"peak RSS of training alone (child process, 2 updates): reference "
+                     f"{memory['training_reference'] / 2**30:.2f} GiB, fast "
+                     f"{memory['training_fast'] / 2**30:.2f} GiB")
+    lines.append(f"RSS in this process during updates (both paths loaded): reference "
+                 f"{memory['reference'] / 2**30:.2f} GiB, fast {memory['fast'] / 2**30:.2f} GiB")
     losses = result["checks"]["losses"]
     terms = ", ".join(f"{k} {v['reference']:.3f}/{v['fast']:.3f}"
                       for k, v in losses["losses"].items())
@@ -472,7 +509,7 @@ def main(args: argparse.Namespace) -> int:
     apply_overrides(config, parse_assignments(args.set))
     result = run_bench(config, repeats=args.repeats, env_steps=args.env_steps,
                        batch_envs=args.batch_envs, env_name=args.env, skip_env=args.skip_env,
-                       verbose=args.verbose,
+                       verbose=args.verbose, memory=not args.skip_memory,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
     result["command"] = " ".join(sys.argv)
     print(format_table(result))

@@ -28,6 +28,7 @@ def test_bench_smoke_writes_complete_json(tmp_path):
     assert figures["env_step"]["reference"] > 0 and figures["env_step"]["fast"] > 0
     assert figures["episode"]["fast"] > 0
     assert result["peak_rss_bytes"]["fast"] > 0
+    assert result["peak_rss_bytes"]["training_fast"] > 0
     assert result["checks"]["losses"]["ok"] and result["checks"]["planner"]["ok"]
     assert set(result["checks"]["losses"]["losses"]) >= {"total", "reconstruction", "kl"}
 
