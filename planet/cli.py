@@ -90,6 +90,8 @@ EXTRA_COMMANDS = {
     "plot": ("planet.plot", "plot return versus env steps for one or more runs"),
     "watch": ("planet.watch", "live window of the agent acting, beside its reconstruction"),
     "bench": ("planet.bench", "time the update, planner and env step: reference vs fast path"),
+    "bench-learning": ("planet.learning_bench", "train for a wall-clock budget, evaluate at "
+                       "fixed times, write learning.json and a curve"),
 }
 
 

@@ -230,6 +230,7 @@ def train(
     progress: bool = True,
     log=print,
     fault_hook=None,
+    on_episode=None,
 ) -> dict[str, Any]:
     """Train (or resume) a run in `run_dir`; returns a summary.
 
@@ -237,13 +238,14 @@ def train(
     left off (see `resume_point`); `config` must then agree with the saved config except in
     RESUMABLE_FIELDS. A full disk stops the run with a TrainError; the checkpoints already
     written stay readable. `fault_hook(learner, chunks)`, for tests, may alter a batch before
-    an update.
+    an update. `on_episode(record, components)` runs after each checkpointed episode; returning
+    True stops training there (the learning benchmark's wall-clock budget).
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise TrainError(f"run dir {run_dir} exists and is not a directory")
     try:
-        return _train(config, run_dir, progress, log, fault_hook)
+        return _train(config, run_dir, progress, log, fault_hook, on_episode)
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
@@ -255,7 +257,9 @@ def train(
         ) from None
 
 
-def _train(config: Config, run_dir: Path, progress: bool, log, fault_hook) -> dict[str, Any]:
+def _train(
+    config: Config, run_dir: Path, progress: bool, log, fault_hook, on_episode=None
+) -> dict[str, Any]:
     checkpoint_dir = run_dir / "checkpoints"
     episodes_dir = run_dir / "episodes"
     config_path = run_dir / "config.json"
@@ -328,6 +332,7 @@ def _train(config: Config, run_dir: Path, progress: bool, log, fault_hook) -> di
         disable=not progress, dynamic_ncols=True,
     )
     last: dict[str, Any] = {}
+    completed = start_episode
     try:
         for episode in range(start_episode, total):
             timer.reset()
@@ -430,7 +435,7 @@ def _train(config: Config, run_dir: Path, progress: bool, log, fault_hook) -> di
                     },
                 )
                 prune_checkpoints(checkpoint_dir, keep=2)
-            last = record
+            last, completed = record, done
             bar.update(1)
             postfix = {"steps": env_steps, "return": f"{record['return']:.1f}"}
             if "loss_total" in record:
@@ -438,11 +443,13 @@ def _train(config: Config, run_dir: Path, progress: bool, log, fault_hook) -> di
             if "eval_return" in record:
                 postfix["eval"] = f"{record['eval_return']:.1f}"
             bar.set_postfix(postfix)
+            if on_episode is not None and on_episode(record, components):
+                break
     finally:
         bar.close()
         logger.close()
     return {
-        "episodes": max(total, start_episode),
+        "episodes": completed,
         "env_steps": env_steps,
         "last": last,
         "run_dir": str(run_dir),

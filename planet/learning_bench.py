@@ -1,0 +1,174 @@
+"""Learning benchmark: train for a wall-clock budget, evaluate the noise-free policy at fixed times.
+
+`planet bench-learning --preset cpu --env cartpole-swingup --seed 0 --minutes 60` trains in
+RUN_DIR (default results/learning/<env>-<preset>-s<seed>/run) and, each time the training wall
+time passes a multiple of `--eval-every` minutes, runs `--eval-episodes` noise-free episodes as
+one batch of envs. Evaluation time is not counted in the budget. It writes `learning.json`
+(return vs training minutes vs env steps vs episodes) and `learning.png` (the curve, with the
+paper's numbers for the task as reference lines) next to the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Paper and reference returns per task (shared/PAPER.md): Table 1 after 1,000 episodes, and
+# PlaNet at 100k / 500k env steps as reported by the CURL paper.
+REFERENCES = {
+    "cartpole-swingup": {"table1": 821, "100k": 297, "500k": 475},
+    "reacher-easy": {"table1": 832, "100k": 20, "500k": 210},
+    "cheetah-run": {"table1": 662, "100k": 138, "500k": 305},
+    "finger-spin": {"table1": 700, "100k": 136, "500k": 561},
+    "ball_in_cup-catch": {"table1": 930, "100k": 0, "500k": 460},
+    "walker-walk": {"table1": 951, "100k": 224, "500k": 351},
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", default="cartpole-swingup", help="task (default cartpole-swingup)")
+    parser.add_argument("--preset", default="paper", help="preset(s) to train with")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--minutes", type=float, default=60.0, help="training wall-clock budget")
+    parser.add_argument("--eval-every", type=float, default=10.0, metavar="MINUTES",
+                        help="evaluate each time training time passes a multiple of this")
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--out", help="output folder "
+                        "(default results/learning/<env>-<preset>-s<seed>)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def evaluate_now(config, agent, count: int, index: int) -> list[float]:
+    from planet.train import env_from_config, episode_seed, run_episodes
+
+    seeds = [episode_seed(config.seed, 10_000 + index * 100 + i, 2) for i in range(count)]
+    envs = [env_from_config(config, seed) for seed in seeds]
+    try:
+        episodes = run_episodes(envs, agent, seeds, explore=False)
+    finally:
+        for env in envs:
+            env.close()
+    return [float(episode["reward"].sum()) for episode in episodes]
+
+
+def run(args: argparse.Namespace) -> dict:
+    from planet.config import ConfigError, make_config, parse_assignments
+    from planet.train import private_rng, train
+
+    if args.minutes <= 0 or args.eval_every <= 0 or args.eval_episodes <= 0:
+        raise ConfigError("--minutes, --eval-every and --eval-episodes must be positive")
+    overrides = {"env.name": args.env, "seed": args.seed, "train.test_interval": 0,
+                 "train.episodes": 100_000}  # the clock, not the episode count, ends the run
+    if args.device:
+        overrides["device"] = args.device
+    overrides.update(parse_assignments(args.set))
+    config = make_config(args.preset, overrides)
+    name = f"{args.env.replace(':', '_')}-{args.preset.replace(',', '+')}-s{args.seed}"
+    out = Path(args.out or Path("results") / "learning" / name)
+    out.mkdir(parents=True, exist_ok=True)
+    budget, interval = args.minutes * 60, args.eval_every * 60
+    points: list[dict] = []
+    state = {"eval_seconds": 0.0, "next": interval}
+
+    def on_episode(record: dict, components) -> bool:
+        train_seconds = record["wall_time"] - state["eval_seconds"]
+        stop = train_seconds >= budget
+        if train_seconds >= state["next"] or stop:
+            start = time.time()
+            with private_rng(components.device, 1_000_000 + len(points)):
+                returns = evaluate_now(config, components.agent, args.eval_episodes, len(points))
+            state["eval_seconds"] += time.time() - start
+            points.append({
+                "train_minutes": train_seconds / 60, "env_steps": record["env_steps"],
+                "episodes": record["episode"] + 1, "eval_returns": returns,
+                "eval_return": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
+                "train_return": record["return"],
+            })
+            print(f"[{train_seconds / 60:5.1f} min] episodes {record['episode'] + 1}, "
+                  f"env steps {record['env_steps']}: eval return {np.mean(returns):.1f} "
+                  f"± {np.std(returns):.1f}", flush=True)
+            while state["next"] <= train_seconds:
+                state["next"] += interval
+        return stop
+
+    train(config, out / "run", progress=not args.no_progress, on_episode=on_episode)
+    summary = {
+        "env": args.env, "preset": args.preset, "seed": args.seed, "minutes": args.minutes,
+        "eval_every_minutes": args.eval_every, "eval_episodes": args.eval_episodes,
+        "config": config.to_dict(), "points": points,
+        "references": REFERENCES.get(args.env.removeprefix("dmc:"), {}),
+        "command": "planet bench-learning " + " ".join(
+            f"--{key.replace('_', '-')} {value}" for key, value in
+            (("env", args.env), ("preset", args.preset), ("seed", args.seed),
+             ("minutes", args.minutes), ("eval_every", args.eval_every),
+             ("eval_episodes", args.eval_episodes))
+        ),
+    }
+    (out / "learning.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_learning([summary], out / "learning.png")
+    return summary
+
+
+def plot_learning(summaries: list[dict], path: Path) -> None:
+    """Eval return vs training minutes (left) and vs env steps (right), with references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (by_time, by_steps) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    for summary in summaries:
+        points = summary["points"]
+        label = f"{summary['preset']} seed {summary['seed']}"
+        minutes = [p["train_minutes"] for p in points]
+        steps = [p["env_steps"] for p in points]
+        means = np.array([p["eval_return"] for p in points])
+        stds = np.array([p["eval_return_std"] for p in points])
+        for axis, xs in ((by_time, minutes), (by_steps, steps)):
+            line, = axis.plot(xs, means, marker="o", label=label)
+            axis.fill_between(xs, means - stds, means + stds, alpha=0.15, color=line.get_color())
+    references = summaries[0].get("references", {})
+    if "table1" in references:
+        for axis in (by_time, by_steps):
+            axis.axhline(references["table1"], color="grey", linestyle="--",
+                         label=f"paper Table 1 (1000 episodes): {references['table1']}")
+    reached = max((p["env_steps"] for s in summaries for p in s["points"]), default=0)
+    for steps, key in ((100_000, "100k"), (500_000, "500k")):
+        if key in references and reached >= steps / 5:  # only references near the runs' range
+            by_steps.scatter([steps], [references[key]], marker="x", color="black", zorder=5,
+                             label=f"PlaNet at {key} steps: {references[key]}")
+    by_time.set_xlabel("training wall time (minutes)")
+    by_steps.set_xlabel("env steps")
+    for axis in (by_time, by_steps):
+        axis.set_ylabel("noise-free eval return")
+        axis.grid(alpha=0.3)
+    by_steps.legend(fontsize=8, loc="lower right")
+    figure.suptitle(f"{summaries[0]['env']}: learning within a wall-clock budget")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def main(args: argparse.Namespace) -> int:
+    summary = run(args)
+    last = summary["points"][-1] if summary["points"] else None
+    if last:
+        print(f"final: {last['train_minutes']:.1f} min, {last['env_steps']} env steps, "
+              f"eval return {last['eval_return']:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m planet.learning_bench",
+                                     description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))

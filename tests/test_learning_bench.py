@@ -1,0 +1,32 @@
+"""`planet bench-learning`, short: a wall-clock budget, evaluations, JSON and PNG on disk."""
+
+from __future__ import annotations
+
+import json
+
+import imageio.v2 as imageio
+import numpy as np
+
+from planet.cli import main
+
+
+def test_short_learning_benchmark_writes_json_and_curve(tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["bench-learning", "--preset", "smoke", "--env", "cartpole-swingup",
+                 "--minutes", "0.15", "--eval-every", "0.05", "--eval-episodes", "2",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0
+    summary = json.loads((out / "learning.json").read_text())
+    points = summary["points"]
+    assert len(points) >= 2
+    minutes = [p["train_minutes"] for p in points]
+    assert minutes == sorted(minutes) and minutes[-1] >= 0.15
+    assert all(len(p["eval_returns"]) == 2 for p in points)
+    assert np.isfinite([r for p in points for r in p["eval_returns"]]).all()
+    steps = [p["env_steps"] for p in points]
+    assert steps == sorted(steps) and steps[-1] % 1000 == 0
+    assert summary["references"]["table1"] == 821
+    image = imageio.imread(out / "learning.png")
+    assert image.shape[:2] == (420, 1100)
+    assert "eval return" in capsys.readouterr().out
+    assert (out / "run" / "metrics.jsonl").exists()
