@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from planet.models.rssm import RSSM, Gaussian
 
@@ -54,8 +55,9 @@ def reconstruction_loss(obs_mean: torch.Tensor, obs: torch.Tensor) -> torch.Tens
     0.5 * squared error summed over every pixel and channel (or state dim), mean over (T, B).
     obs_mean, obs: (T, B, 3, 64, 64) or (T, B, obs_size).
     """
-    squared_error = (obs_mean.float() - obs) ** 2
-    return 0.5 * squared_error.flatten(2).sum(-1).mean()
+    steps_times_batch = obs.shape[0] * obs.shape[1]
+    # One fused kernel forward and backward (a pow/sub/sum chain cost ~0.4 s per paper update).
+    return 0.5 * F.mse_loss(obs_mean.float(), obs, reduction="sum") / steps_times_batch
 
 
 def reward_loss(reward_mean: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:

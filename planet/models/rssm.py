@@ -135,8 +135,9 @@ class RSSM(nn.Module):
 
     def _gaussian(self, params: torch.Tensor) -> Gaussian:
         mean, raw_stddev = params.float().chunk(2, dim=-1)
-        # std = softplus(x) + min_stddev keeps the std away from 0 (paper: 0.1).
-        return Gaussian(mean, F.softplus(raw_stddev) + self.min_stddev)
+        # std = softplus(x) + min_stddev keeps the std away from 0 (paper: 0.1). The chunk is a
+        # strided view; softplus on CPU is ~9x faster on a contiguous copy (planner profile).
+        return Gaussian(mean, F.softplus(raw_stddev.contiguous()) + self.min_stddev)
 
     def transition(
         self, belief: torch.Tensor, state: torch.Tensor, action: torch.Tensor
