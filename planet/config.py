@@ -183,10 +183,28 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.cnn_depth": 8,
         "model.embedding_size": 256,
     },
+    # A first cut at learning per wall-clock minute on 2 CPU cores (issue 6, not yet tuned by
+    # learning runs): half-width convs (about 4x fewer conv FLOPs), batch 32 x chunk 32 and 50
+    # updates per episode (about 1/6 of the paper's images per episode), CEM with 300
+    # candidates and 6 iterations (about 1/5 of the planning work). Widths of the RSSM stay.
+    "cpu": {
+        "model.cnn_depth": 16,
+        "model.embedding_size": 512,
+        "train.batch_size": 32,
+        "train.chunk_length": 32,
+        "train.collect_interval": 50,
+        "train.test_interval": 10,
+        "train.test_episodes": 5,
+        "train.image_log_interval": 10,
+        "planner.candidates": 300,
+        "planner.iterations": 6,
+        "planner.top_candidates": 30,
+    },
 }
 PRESET_HELP = {
     "paper": "the paper's configuration (the defaults)",
     "smoke": "tiny model and planner, same code paths: a quick check that everything runs",
+    "cpu": "smaller convs, batches and CEM for 2-core CPUs (first cut, not yet tuned)",
 }
 
 
