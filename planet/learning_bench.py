@@ -46,16 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate_now(config, agent, count: int, index: int) -> list[float]:
-    from planet.train import env_from_config, episode_seed, run_episodes
+    from planet.train import episode_seed, run_test_episodes
 
     seeds = [episode_seed(config.seed, 10_000 + index * 100 + i, 2) for i in range(count)]
-    envs = [env_from_config(config, seed) for seed in seeds]
-    try:
-        episodes = run_episodes(envs, agent, seeds, explore=False)
-    finally:
-        for env in envs:
-            env.close()
-    return [float(episode["reward"].sum()) for episode in episodes]
+    return [float(e["reward"].sum()) for e in run_test_episodes(config, agent, seeds)]
 
 
 def run(args: argparse.Namespace) -> dict:

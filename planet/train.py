@@ -583,6 +583,16 @@ def _collect_kill_hook(kill_at, episode: int):
     return lambda obs, step, active: _maybe_kill(kill_at, "collect", episode, step)
 
 
+def run_test_episodes(config: Config, agent: Agent, seeds: list[int]) -> list[dict]:
+    """Noise-free episodes in fresh envs, one per seed, planned for as one batch."""
+    envs = [env_from_config(config, seed) for seed in seeds]
+    try:
+        return run_episodes(envs, agent, seeds, explore=False)
+    finally:
+        for env in envs:
+            env.close()
+
+
 def evaluate_policy(
     config: Config, agent: Agent, episode: int, keep: list | None = None
 ) -> dict[str, float]:
@@ -591,12 +601,7 @@ def evaluate_policy(
     The episodes themselves are appended to `keep` when given (for videos)."""
     count = config.train.test_episodes
     seeds = [episode_seed(config.seed, episode * 1000 + i, 1) for i in range(count)]
-    envs = [env_from_config(config, seed) for seed in seeds]
-    try:
-        episodes = run_episodes(envs, agent, seeds, explore=False)
-    finally:
-        for env in envs:
-            env.close()
+    episodes = run_test_episodes(config, agent, seeds)
     if keep is not None:
         keep.extend(episodes)
     returns = [float(e["reward"].sum()) for e in episodes]

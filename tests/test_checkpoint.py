@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import quiet
 
 import planet.train
 from planet.checkpoint import (
@@ -32,19 +33,7 @@ from planet.data.replay import (
 from planet.logging import read_metrics
 from planet.train import TrainError, build, train
 
-
-def quiet(*_):
-    pass
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine, OpenMP threads waiting for each other make
-    these tiny models ~100x slower (1 s instead of 3 ms per planner call, measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def no_temporary_files(directory) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import quiet
 
 import planet.train
 from planet import cli
@@ -49,18 +50,7 @@ def make_config(*extra: str):
     return config
 
 
-def quiet(*_):
-    pass
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine, OpenMP threads waiting for each other make
-    these tiny models ~100x slower (1 s instead of 3 ms per planner call, measured)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
