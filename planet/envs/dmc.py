@@ -30,7 +30,9 @@ def split_task(name: str) -> tuple[str, str]:
 def make_dmc_env(name: str, seed: int, image_size: int, symbolic: bool) -> gym.Env:
     from planet.envs.gl import choose_gl_backend, missing_gl_message
 
-    if not symbolic and choose_gl_backend() is None:
+    # Chosen even for symbolic runs: dm_control imports a GL backend either way, and GLFW warns
+    # without a display.
+    if choose_gl_backend() is None and not symbolic:
         from planet.envs.wrappers import EnvError
 
         raise EnvError(missing_gl_message())
