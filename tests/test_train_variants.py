@@ -1,0 +1,32 @@
+"""Training runs beyond pixels of dm_control: symbolic observations and a Gymnasium env."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import quiet
+
+from planet.config import make_config
+from planet.logging import read_metrics
+from planet.train import train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize(
+    "overrides,steps_per_episode",
+    [
+        ({"env.name": "toy:dot", "env.symbolic": True}, 30),
+        ({"env.name": "gym:Pendulum-v1", "env.max_episode_steps": 60}, 60),
+    ],
+)
+def test_short_runs_train_and_log_finite_losses(tmp_path, overrides, steps_per_episode):
+    config = make_config("smoke", {**overrides, "train.episodes": 3})
+    summary = train(config, tmp_path / "run", progress=False, log=quiet)
+    records = read_metrics(tmp_path / "run")
+    assert [r["env_steps"] for r in records] == [steps_per_episode * (i + 1) for i in range(3)]
+    assert summary["env_steps"] == 3 * steps_per_episode
+    trained = records[-1]
+    assert math.isfinite(trained["loss_total"]) and math.isfinite(trained["eval_return"])
+    assert (tmp_path / "run" / "checkpoints" / "episode_000003.pt").exists()
