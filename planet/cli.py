@@ -1,4 +1,6 @@
-"""The `planet` command: `planet train | presets` (see `planet --help`).
+"""The `planet` command: train, presets, evaluate, predict, plot, watch, bench, bench-learning.
+
+`train` and `presets` live here; the other subcommands live in their own modules (EXTRA_COMMANDS).
 
 Every config field can be set with `--set section.field=value`; `planet train --help` lists them
 all with their defaults. Errors are one line on stderr and a non-zero exit (`--debug` shows the
