@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from planet.config import (
+    AUTO_PRESET,
     PRESET_HELP,
     PRESETS,
     Config,
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train an agent (resumes when the run dir holds a checkpoint)",
-        description="Train PlaNet. The default run is the paper's configuration.",
+        description="Train PlaNet. The default preset, auto, is the paper's configuration on a "
+        "CUDA device and the cpu preset otherwise.",
         epilog=_fields_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -62,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--episodes", type=int,
                        help="total episodes to collect, seed episodes included (default 1000)")
     train.add_argument("--preset", default=None,
-                       help=f"named overrides, comma-separated: {', '.join(PRESETS)} "
-                       "(default paper)")
+                       help=f"named overrides, comma-separated: {AUTO_PRESET}, "
+                       f"{', '.join(PRESETS)} (default auto: paper on a CUDA device, else cpu)")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto")
     train.add_argument("--symbolic", action="store_true",
                        help="low-dimensional state observations instead of pixels")
@@ -117,10 +119,6 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[Config, Path]:
         config = load_run_config(run_dir)  # a damaged config.json is a one-line error
     else:
         config = Config()
-    if args.preset is not None:
-        apply_preset(config, args.preset)
-    elif not args.resume:
-        apply_preset(config, "paper")
     overrides = {}
     if args.env is not None:
         overrides["env.name"] = args.env
@@ -135,6 +133,9 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[Config, Path]:
     if args.symbolic:
         overrides["env.symbolic"] = True
     overrides.update(parse_assignments(args.set))
+    preset = args.preset if args.preset is not None else (None if args.resume else AUTO_PRESET)
+    if preset is not None:  # presets first, then flags and --set on top of them
+        apply_preset(config, preset, device=str(overrides.get("device", config.device)))
     apply_overrides(config, overrides)
     if args.resume:
         return config, run_dir
@@ -165,6 +166,7 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def command_presets(args: argparse.Namespace) -> int:
+    print(f"{AUTO_PRESET}: {PRESET_HELP[AUTO_PRESET]}")
     for name, overrides in PRESETS.items():
         print(f"{name}: {PRESET_HELP.get(name, '')}")
         for key, value in overrides.items():

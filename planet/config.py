@@ -132,6 +132,8 @@ class Config:
     """auto (CUDA when present, else CPU), cpu or cuda."""
     preset: str = "paper"
     """Presets applied, comma-separated, in order (informational; set by the CLI)."""
+    preset_reason: str = ""
+    """Why the preset was chosen, when `auto` chose it (informational)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -201,7 +203,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "planner.top_candidates": 30,
     },
 }
+# `auto` is not a set of overrides: it stands for `paper` on a CUDA device and `cpu` otherwise.
+AUTO_PRESET = "auto"
 PRESET_HELP = {
+    AUTO_PRESET: "the default: paper when training on a CUDA device, cpu otherwise",
     "paper": "the paper's configuration (the defaults)",
     "smoke": "tiny model and planner, same code paths: a quick check that everything runs",
     "cpu": "smaller convs, batches and CEM for 2-core CPUs (first cut, not yet tuned)",
@@ -301,12 +306,36 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
     return config
 
 
-def apply_preset(config: Config, name: str) -> Config:
+def resolve_auto_preset(device: str) -> tuple[str, str]:
+    """The preset `auto` stands for on `device` (auto, cpu or cuda), and why."""
+    if device == "cuda":
+        return "paper", "auto: --device cuda, so the paper's configuration"
+    if device == "cpu":
+        return "cpu", "auto: --device cpu, so the preset tuned for small CPUs"
+    import torch
+
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name(0)
+        return "paper", f"auto: CUDA device found ({name}), so the paper's configuration"
+    return "cpu", ("auto: no CUDA device, so the preset tuned for small CPUs "
+                   "(--preset paper forces the paper's configuration)")
+
+
+def apply_preset(config: Config, name: str, device: str | None = None) -> Config:
+    """Apply presets left to right. `auto` resolves to `paper` or `cpu` from `device`
+    (default: config.device), and config.preset then names the preset actually applied."""
+    applied, reasons = [], []
     for part in [p for p in name.split(",") if p]:
+        if part == AUTO_PRESET:
+            part, reason = resolve_auto_preset(device or config.device)
+            reasons.append(reason)
         if part not in PRESETS:
-            raise ConfigError(f"unknown preset {part!r}; valid presets: {', '.join(PRESETS)}")
+            valid = ", ".join([AUTO_PRESET, *PRESETS])
+            raise ConfigError(f"unknown preset {part!r}; valid presets: {valid}")
         apply_overrides(config, PRESETS[part])
-    config.preset = name
+        applied.append(part)
+    config.preset = ",".join(applied) or name
+    config.preset_reason = "; ".join(reasons)
     return config
 
 
@@ -374,6 +403,6 @@ def validate(config: Config) -> None:
 
 def make_config(preset: str = "paper", overrides: dict[str, Any] | None = None) -> Config:
     config = Config()
-    apply_preset(config, preset)
+    apply_preset(config, preset, device=str((overrides or {}).get("device", config.device)))
     apply_overrides(config, overrides or {})
     return config

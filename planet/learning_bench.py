@@ -31,7 +31,9 @@ REFERENCES = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="cartpole-swingup", help="task (default cartpole-swingup)")
-    parser.add_argument("--preset", default="paper", help="preset(s) to train with")
+    parser.add_argument("--preset", default="auto",
+                        help="preset(s) to train with (default auto: paper on a CUDA device, "
+                        "else cpu)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--minutes", type=float, default=60.0, help="training wall-clock budget")
     parser.add_argument("--eval-every", type=float, default=10.0, metavar="MINUTES",
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> dict:
         overrides["device"] = args.device
     overrides.update(parse_assignments(args.set))
     config = make_config(args.preset, overrides)
-    name = f"{args.env.replace(':', '_')}-{args.preset.replace(',', '+')}-s{args.seed}"
+    name = f"{args.env.replace(':', '_')}-{config.preset.replace(',', '+')}-s{args.seed}"
     out = Path(args.out or Path("results") / "learning" / name)
     out.mkdir(parents=True, exist_ok=True)
     budget, interval = args.minutes * 60, args.eval_every * 60
@@ -94,16 +96,16 @@ def run(args: argparse.Namespace) -> dict:
 
     train(config, out / "run", progress=not args.no_progress, on_episode=on_episode)
     summary = {
-        "env": args.env, "preset": args.preset, "seed": args.seed, "minutes": args.minutes,
+        "env": args.env, "preset": config.preset, "seed": args.seed, "minutes": args.minutes,
         "eval_every_minutes": args.eval_every, "eval_episodes": args.eval_episodes,
         "config": config.to_dict(), "points": points,
         "references": REFERENCES.get(args.env.removeprefix("dmc:"), {}),
         "command": "planet bench-learning " + " ".join(
             f"--{key.replace('_', '-')} {value}" for key, value in
-            (("env", args.env), ("preset", args.preset), ("seed", args.seed),
+            (("env", args.env), ("preset", config.preset), ("seed", args.seed),
              ("minutes", args.minutes), ("eval_every", args.eval_every),
              ("eval_episodes", args.eval_episodes))
-        ),
+        ) + (f" --device {args.device}" if args.device else ""),
     }
     (out / "learning.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_learning([summary], out / "learning.png")

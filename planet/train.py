@@ -86,6 +86,7 @@ RESUMABLE_FIELDS = {
     "train.max_episodes_in_memory",
     "device",
     "preset",
+    "preset_reason",
 }
 MAX_NONFINITE_IN_A_ROW = 20
 
@@ -260,6 +261,8 @@ def train(
 def _train(
     config: Config, run_dir: Path, progress: bool, log, fault_hook, on_episode=None
 ) -> dict[str, Any]:
+    why = f" ({config.preset_reason})" if config.preset_reason else ""
+    log(f"preset {config.preset}{why}")
     checkpoint_dir = run_dir / "checkpoints"
     episodes_dir = run_dir / "episodes"
     config_path = run_dir / "config.json"

@@ -37,6 +37,24 @@ def test_smoke_training_run_writes_everything(tmp_path):
     assert len(list((run_dir / "episodes").glob("*_125.npz"))) == 3
 
 
+def test_default_preset_is_auto_and_says_why(tmp_path):
+    # One random seed episode, no update: just the preset choice, its first line and config.json.
+    run_dir = tmp_path / "run"
+    result = planet("train", "--episodes", "1", "--device", "cpu", "--run-dir", str(run_dir),
+                    "--no-progress")
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first == "preset cpu (auto: --device cpu, so the preset tuned for small CPUs)"
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["preset"] == "cpu" and config["model"]["cnn_depth"] == 16
+    assert config["preset_reason"].startswith("auto: --device cpu")
+    forced = planet("train", "--episodes", "1", "--device", "cpu", "--preset", "paper",
+                    "--run-dir", str(tmp_path / "paper"), "--no-progress")
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.splitlines()[0] == "preset paper"
+    assert json.loads((tmp_path / "paper" / "config.json").read_text())["model"]["cnn_depth"] == 32
+
+
 def test_train_help_lists_every_field_with_its_default():
     result = planet("train", "--help")
     assert result.returncode == 0
@@ -48,7 +66,7 @@ def test_train_help_lists_every_field_with_its_default():
     "args,message",
     [
         (["--env", "cartpol-swingup"], "unknown dm_control task 'cartpol-swingup'; valid forms"),
-        (["--preset", "fast"], "unknown preset 'fast'; valid presets: paper, smoke, cpu"),
+        (["--preset", "fast"], "unknown preset 'fast'; valid presets: auto, paper, smoke, cpu"),
         (["--episodes", "-2"], "--episodes must be >= 0, got -2"),
         (["--set", "train.batch_size=ten"], "train.batch_size must be int, got 'ten'"),
         (["--set", "planner.horizn=3"], "did you mean planner.horizon"),

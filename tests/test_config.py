@@ -81,6 +81,30 @@ def test_presets_stack_left_to_right():
         make_config("nope")
 
 
+def test_auto_preset_is_paper_on_cuda_and_cpu_otherwise(monkeypatch):
+    import torch
+
+    on_cpu = make_config("auto", {"device": "cpu"})
+    assert on_cpu.preset == "cpu" and on_cpu.model.cnn_depth == PRESETS["cpu"]["model.cnn_depth"]
+    assert "--device cpu" in on_cpu.preset_reason
+    on_cuda = make_config("auto", {"device": "cuda"})
+    assert on_cuda.preset == "paper" and on_cuda.train.batch_size == 50
+    assert on_cuda.model.cnn_depth == 32 and "--device cuda" in on_cuda.preset_reason
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    found = make_config("auto")
+    assert (found.preset, found.train.batch_size) == ("cpu", PRESETS["cpu"]["train.batch_size"])
+    assert found.preset_reason.startswith("auto: no CUDA device")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "Fake GPU")
+    found = make_config("auto")
+    assert (found.preset, found.train.batch_size) == ("paper", 50)
+    assert found.preset_reason == "auto: CUDA device found (Fake GPU), so the paper's configuration"
+    # Presets named after auto still apply on top of what it chose.
+    assert make_config("auto,smoke", {"device": "cpu"}).preset == "cpu,smoke"
+    assert make_config("paper").preset_reason == ""
+
+
 def test_json_round_trip(tmp_path):
     config = make_config("smoke", {"seed": 7, "train.overshooting": True})
     config.save(tmp_path / "config.json")
