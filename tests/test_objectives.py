@@ -4,6 +4,7 @@ from torch.distributions import Normal, kl_divergence
 
 from planet.models.rssm import RSSM, Gaussian
 from planet.objectives import (
+    SquaredErrorSum,
     gaussian_kl,
     kl_loss,
     overshooting_kl_loss,
@@ -66,6 +67,29 @@ def test_reconstruction_and_reward_reductions():
     assert reconstruction_loss(mean, obs).item() == pytest.approx(0.5 * 48)
     reward = torch.zeros(2, 3)
     assert reward_loss(torch.full((2, 3), 2.0), reward).item() == pytest.approx(0.5 * 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_squared_error_sum_matches_mse_loss_in_value_and_gradient(dtype):
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(5, 4, 3, 8, 8, generator=generator) - 0.5
+    # Channels-last frames, as the decoder returns them.
+    frames = torch.randn(20, 3, 8, 8, generator=generator).to(dtype)
+    frames = frames.contiguous(memory_format=torch.channels_last)
+    ours = frames.clone().requires_grad_()
+    theirs = frames.clone().requires_grad_()
+    value = SquaredErrorSum.apply(ours.unflatten(0, (5, 4)), target)
+    expected = torch.nn.functional.mse_loss(
+        theirs.unflatten(0, (5, 4)).float(), target, reduction="sum"
+    )
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(expected.item(), rel=1e-5)
+    (0.3 * value).backward()
+    (0.3 * expected).backward()
+    assert ours.grad.dtype == dtype and ours.grad.shape == frames.shape
+    assert torch.allclose(ours.grad.float(), theirs.grad.float(), rtol=1e-2, atol=1e-6)
+    with pytest.raises(ValueError, match="no gradient to its target"):
+        SquaredErrorSum.apply(ours.unflatten(0, (5, 4)), target.clone().requires_grad_())
 
 
 class AddActionRSSM(RSSM):

@@ -94,8 +94,11 @@ class ConvDecoder(nn.Module):
         x = layers[1](self._layout(x))
         for index in (2, 4):  # 5 -> 13 -> 30 pixels
             conv = layers[index]
-            x = layers[index + 1](conv_transpose_as_subpixel_conv(x, conv.weight, conv.bias))
-            x = self._layout(x)
+            x = conv_transpose_as_subpixel_conv(x, conv.weight, conv.bias)
+            # Layout before the activation, so that the activation's output, which autograd saves
+            # for both the activation and the next conv, is the only copy kept (about 200 MB less
+            # at the paper's batch than a layout copy after it).
+            x = layers[index + 1](self._layout(x))
         return last(x)  # 30 -> 64 pixels, (N, 3, 64, 64)
 
 
