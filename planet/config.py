@@ -185,22 +185,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.cnn_depth": 8,
         "model.embedding_size": 256,
     },
-    # A first cut at learning per wall-clock minute on 2 CPU cores (issue 6, not yet tuned by
-    # learning runs): half-width convs (about 4x fewer conv FLOPs), batch 32 x chunk 32 and 50
-    # updates per episode (about 1/6 of the paper's images per episode), CEM with 300
-    # candidates and 6 iterations (about 1/5 of the planning work). Widths of the RSSM stay.
+    # Learning per wall-clock minute on 2 CPU cores (issue 6; the runs that chose it are in
+    # results/tuning/README.md): half-width convs (about 4x fewer conv FLOPs), batch 32 x
+    # chunk 32 and 35 updates per episode (about 1/7 of the paper's images per episode), CEM
+    # with 200 candidates, 5 iterations, top 20 (1/10 of the planning work; the paper's planner
+    # did no better on the same model). Widths of the RSSM stay. About 35 s per episode.
     "cpu": {
         "model.cnn_depth": 16,
         "model.embedding_size": 512,
         "train.batch_size": 32,
         "train.chunk_length": 32,
-        "train.collect_interval": 50,
+        "train.collect_interval": 35,
         "train.test_interval": 10,
         "train.test_episodes": 5,
         "train.image_log_interval": 10,
-        "planner.candidates": 300,
-        "planner.iterations": 6,
-        "planner.top_candidates": 30,
+        "planner.candidates": 200,
+        "planner.iterations": 5,
+        "planner.top_candidates": 20,
     },
 }
 # `auto` is not a set of overrides: it stands for `paper` on a CUDA device and `cpu` otherwise.
@@ -209,7 +210,7 @@ PRESET_HELP = {
     AUTO_PRESET: "the default: paper when training on a CUDA device, cpu otherwise",
     "paper": "the paper's configuration (the defaults)",
     "smoke": "tiny model and planner, same code paths: a quick check that everything runs",
-    "cpu": "smaller convs, batches and CEM for 2-core CPUs (first cut, not yet tuned)",
+    "cpu": "smaller convs, batches and CEM: most learning per minute on 2 CPU cores",
 }
 
 

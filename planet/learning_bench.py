@@ -56,7 +56,8 @@ def evaluate_now(config, agent, count: int, index: int) -> list[float]:
 
 def run(args: argparse.Namespace) -> dict:
     from planet.config import ConfigError, make_config, parse_assignments
-    from planet.train import private_rng, train
+    from planet.resume import private_rng
+    from planet.train import train
 
     if args.minutes <= 0 or args.eval_every <= 0 or args.eval_episodes <= 0:
         raise ConfigError("--minutes, --eval-every and --eval-episodes must be positive")
@@ -105,7 +106,8 @@ def run(args: argparse.Namespace) -> dict:
             (("env", args.env), ("preset", config.preset), ("seed", args.seed),
              ("minutes", args.minutes), ("eval_every", args.eval_every),
              ("eval_episodes", args.eval_episodes))
-        ) + (f" --device {args.device}" if args.device else ""),
+        ) + (f" --device {args.device}" if args.device else "")
+        + "".join(f" --set {item}" for item in args.set),
     }
     (out / "learning.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_learning([summary], out / "learning.png")

@@ -14,7 +14,7 @@ def test_short_learning_benchmark_writes_json_and_curve(tmp_path, capsys):
     out = tmp_path / "bench"
     code = main(["bench-learning", "--preset", "smoke", "--env", "cartpole-swingup",
                  "--minutes", "0.15", "--eval-every", "0.05", "--eval-episodes", "2",
-                 "--out", str(out), "--no-progress"])
+                 "--out", str(out), "--no-progress", "--set", "train.collect_interval=4"])
     assert code == 0
     summary = json.loads((out / "learning.json").read_text())
     points = summary["points"]
@@ -26,6 +26,9 @@ def test_short_learning_benchmark_writes_json_and_curve(tmp_path, capsys):
     steps = [p["env_steps"] for p in points]
     assert steps == sorted(steps) and steps[-1] % 1000 == 0
     assert summary["references"]["table1"] == 821
+    assert summary["preset"] == "smoke" and summary["config"]["train"]["collect_interval"] == 4
+    assert summary["command"].endswith("--preset smoke --seed 0 --minutes 0.15 --eval-every 0.05 "
+                                       "--eval-episodes 2 --set train.collect_interval=4")
     image = imageio.imread(out / "learning.png")
     assert image.shape[:2] == (420, 1100)
     assert "eval return" in capsys.readouterr().out

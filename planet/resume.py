@@ -1,0 +1,195 @@
+"""Crash safety and exact resume of a training run (used by planet.train).
+
+Each episode is written to episodes/ as it completes, then logged,
+then `checkpoints/episode_<N>.pt` is written (every `checkpoint_interval` episodes; default 1):
+model, optimiser, every RNG (torch, CUDA, numpy, Python, the replay sampler's), the episode,
+env-step and update counters. Every write is atomic (temporary file, fsync, rename). A kill at
+any moment therefore leaves the last checkpoint N and episode files 0..N-1 intact, plus perhaps
+episode files, metrics lines and TensorBoard events past N. Resuming loads checkpoint N, deletes
+episode files >= N, drops metrics lines >= N, purges TensorBoard events past N's env steps, and
+continues: with train.deterministic on CPU the resumed run logs the same numbers as a run that
+was never killed. A half-collected episode was never written and is collected again; so are the
+episodes after the last checkpoint when checkpoint_interval > 1 (their model state was not
+saved). Env RNG needs no saving: each episode resets its env with `episode_seed`.
+
+This module holds what that takes: which config fields may change on resume, the choice of the
+checkpoint to resume from, the state of every RNG, private RNG streams for evaluation and
+images, the TensorBoard purge helper, and the kill points the crash tests use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from planet.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, set_aside
+from planet.config import Config, flatten
+from planet.data.replay import EpisodeReplay, ReplayError
+
+
+class TrainError(RuntimeError):
+    """A problem with the run folder or its state, meant for the user."""
+
+
+# Fields that may differ between a run and its resume: they change neither the model nor the
+# data already collected. Any other difference is refused.
+RESUMABLE_FIELDS = {
+    "train.episodes",
+    "train.test_interval",
+    "train.test_episodes",
+    "train.checkpoint_interval",
+    "train.image_log_interval",
+    "train.precision",
+    "train.deterministic",
+    "train.max_episodes_in_memory",
+    "device",
+    "preset",
+    "preset_reason",
+}
+
+
+def check_resume_config(saved: Config, requested: Config) -> list[str]:
+    """Differences between a saved and a requested config; raises on any unsafe one."""
+    old, new = flatten(saved.to_dict()), flatten(requested.to_dict())
+    changed = [key for key in sorted(old) if old[key] != new.get(key)]
+    unsafe = [key for key in changed if key not in RESUMABLE_FIELDS]
+    if unsafe:
+        details = "; ".join(f"{key}: {old[key]!r} -> {new.get(key)!r}" for key in unsafe)
+        raise TrainError(
+            "cannot resume: the config differs in fields that change the model or the data "
+            f"({details}). Use a new --run-dir, or resume with the saved values."
+        )
+    return [f"{key}: {old[key]!r} -> {new.get(key)!r}" for key in changed]
+
+
+def resume_point(run_dir: Path, config: Config, log=print):
+    """The newest checkpoint that loads and whose episodes all load: (path, payload, replay).
+
+    Fallback: a checkpoint that fails its checksum, or whose replay holds a damaged or missing
+    episode file, is skipped for the next older one, and set aside as `*.damaged` so that a
+    later resume cannot pick it up once new episodes are written. Raises TrainError naming
+    every problem when no checkpoint can be used.
+    """
+    checkpoint_dir, episodes_dir = run_dir / "checkpoints", run_dir / "episodes"
+    problems: list[str] = []
+    skipped: list[Path] = []
+    for path in list_checkpoints(checkpoint_dir):
+        try:
+            payload = load_checkpoint(path)
+            episodes = int(payload["episode"])
+            replay = EpisodeReplay.load(
+                episodes_dir, config.train.bit_depth, config.train.max_episodes_in_memory,
+                limit=episodes,
+            )
+            if len(replay) != episodes:
+                raise ReplayError(
+                    f"{episodes_dir} holds {len(replay)} episode files but checkpoint {path} "
+                    f"needs {episodes}; episode files are missing"
+                )
+        except (CheckpointError, ReplayError) as error:
+            log(f"warning: {error}; trying an older checkpoint")
+            problems.append(str(error))
+            skipped.append(path)
+            continue
+        for bad in skipped:
+            log(f"warning: setting aside unusable checkpoint {bad.name} as "
+                f"{set_aside(bad).name}")
+        return path, payload, replay
+    raise TrainError(
+        f"cannot resume {run_dir}: no usable checkpoint ({' | '.join(problems)}). "
+        "Start a new --run-dir"
+    )
+
+
+def rng_state(replay_rng: np.random.Generator) -> dict[str, Any]:
+    """Every random generator a run draws from, as tensors and plain values (weights_only)."""
+    numpy_state = np.random.get_state(legacy=False)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+            "pos": int(numpy_state["state"]["pos"]),
+            "has_gauss": int(numpy_state["has_gauss"]),
+            "gauss": float(numpy_state["gauss"]),
+        },
+        "python": random.getstate(),
+        "replay": replay_rng.bit_generator.state,
+        # Env RNG needs no state: each episode resets its env with episode_seed(seed, episode).
+    }
+
+
+def set_rng_state(state: dict[str, Any], replay_rng: np.random.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+    numpy_state = state["numpy"]
+    np.random.set_state({
+        "bit_generator": "MT19937",
+        "state": {"key": numpy_state["key"].numpy().astype(np.uint32), "pos": numpy_state["pos"]},
+        "has_gauss": numpy_state["has_gauss"],
+        "gauss": numpy_state["gauss"],
+    })
+    random.setstate(state["python"])
+    replay_rng.bit_generator.state = state["replay"]
+
+
+@contextlib.contextmanager
+def private_rng(device: torch.device, seed: int):
+    """Run a block on its own seeded torch RNG stream, leaving the training stream untouched.
+
+    Used for evaluation (seeded with episode_seed purpose 10) and reconstruction images (11),
+    so changing test_interval or image_log_interval on resume does not change training.
+    """
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def after_last_event_file(tensorboard_dir: Path) -> None:
+    """Make sure a new TensorBoard event file sorts after the existing ones.
+
+    TensorBoard reads event files in name order, and a name starts with its creation second,
+    then the pid: a writer opened within the same second as the killed run's (by a lower pid)
+    would be read first, and the killed run's events past the resume point would then win over
+    the purge. In that rare case wait for the next second (under 1 s).
+    """
+    seconds = []
+    for path in tensorboard_dir.glob("events.out.tfevents.*"):
+        stamp = path.name.split(".")[3]
+        if stamp.isdigit():
+            seconds.append(int(stamp))
+    if seconds and time.time() < max(seconds) + 1:
+        time.sleep(max(seconds) + 1 - time.time())
+
+
+# --- crash tests: PLANET_TEST_KILL_AT="phase:episode:index" makes the process SIGKILL itself ---
+# phase "update": before update `index` of episode `episode`; "collect": at agent step `index`
+# of that episode's collection; "checkpoint": after the episode is stored and logged, before
+# its checkpoint is written. Unset (always, outside tests), it costs nothing.
+def test_kill_point() -> tuple[str, int, int] | None:
+    spec = os.environ.get("PLANET_TEST_KILL_AT")
+    if not spec:
+        return None
+    phase, episode, index = spec.split(":")
+    return phase, int(episode), int(index)
+
+
+def maybe_kill(kill_at, phase: str, episode: int, index: int) -> None:
+    if kill_at == (phase, episode, index):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def collect_kill_hook(kill_at, episode: int):
+    if kill_at is None or kill_at[0] != "collect":
+        return None
+    return lambda obs, step, active: maybe_kill(kill_at, "collect", episode, step)
