@@ -86,12 +86,14 @@ class CEMPlanner:
         self, actions: torch.Tensor, belief: torch.Tensor, state: torch.Tensor
     ) -> torch.Tensor:
         """Sum of predicted mean rewards of each sequence: actions (H, N, A) -> returns (N,)."""
-        beliefs, states = [], []
-        for t in range(actions.shape[0]):
+        horizon, count = actions.shape[:2]
+        belief_size = belief.shape[-1]
+        # concat(h_t, s_t) of every step, written in place (one copy, not a stack and a cat).
+        features = belief.new_empty(horizon, count, belief_size + state.shape[-1])  # (H, N, F)
+        for t in range(horizon):
             # h_{t+1} = f(h_t, s_t, a_t); s_{t+1} ~ p(s | h_{t+1}): one sampled trajectory.
             belief = self.rssm.transition(belief, state, actions[t])
             state = self.rssm.prior(belief).sample()
-            beliefs.append(belief)
-            states.append(state)
-        features = torch.cat([torch.stack(beliefs), torch.stack(states)], dim=-1)  # (H, N, F)
+            features[t, :, :belief_size] = belief
+            features[t, :, belief_size:] = state
         return self.reward_model(features).float().sum(dim=0)  # reward head once, (N,)
