@@ -271,8 +271,24 @@ def planner_check(ref: Path_, fast: Path_, belief, state, seed: int) -> dict[str
     return {"max_abs_diff": diff, "atol": ACTION_ATOL, "ok": diff <= ACTION_ATOL}
 
 
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes (Linux VmHWM; else ru_maxrss).
+
+    VmHWM belongs to the address space, which exec replaces. ru_maxrss does not: Linux carries
+    it over fork and exec, so a child started by a big parent would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def training_peak_rss(config: Config, updates: int = 2) -> int:
-    """Max RSS (bytes) of a fresh process that runs only `updates` updates of this config.
+    """Peak RSS (bytes) of a fresh process that runs only `updates` updates of this config.
 
     In the bench process both paths' models and the allocator's cached blocks add up, so the
     training footprint is measured in a child process that holds one path only.
@@ -280,8 +296,8 @@ def training_peak_rss(config: Config, updates: int = 2) -> int:
     import subprocess
 
     code = (
-        "import json, resource, sys, numpy as np, torch\n"
-        "from planet.bench import Path_, _fill_replay\n"
+        "import json, sys, numpy as np, torch\n"
+        "from planet.bench import Path_, _fill_replay, peak_rss\n"
         "from planet.config import Config\n"
         "config = Config.from_dict(json.loads(sys.argv[1]))\n"
         "path = Path_(config, 1, torch.device('cpu'), None)\n"
@@ -290,7 +306,7 @@ def training_peak_rss(config: Config, updates: int = 2) -> int:
         "for _ in range(int(sys.argv[2])):\n"
         "    path.learner.update(replay.sample(config.train.batch_size,\n"
         "                                      config.train.chunk_length, rng))\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)\n"
+        "print(peak_rss())\n"
     )
     out = subprocess.run([sys.executable, "-c", code, config.to_json(), str(updates)],
                          capture_output=True, text=True, check=True)
@@ -426,7 +442,7 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
         figures[key] = figure
     memory_probe = memory
     memory = {name: monitors[name].peak for name in paths}
-    memory["process_max_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    memory["process_max_rss"] = peak_rss()
     if memory_probe:
         log("measuring training peak RSS in child processes ...")
         memory["training_reference"] = training_peak_rss(ref_config)

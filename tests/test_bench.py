@@ -37,3 +37,20 @@ def test_bench_runs_as_a_module():
     out = subprocess.run([sys.executable, "-m", "planet.bench", "--help"],
                          capture_output=True, text=True, check=True)
     assert "--json" in out.stdout
+
+
+def test_child_peak_rss_is_its_own_not_the_parents():
+    # Linux carries ru_maxrss over fork and exec; the training figure must not report the
+    # bench process's own peak as the child's.
+    import numpy as np
+
+    from planet.bench import peak_rss
+
+    ballast = np.ones(1536 * 2**20, dtype=np.uint8)  # 1.5 GiB, touched
+    parent = peak_rss()
+    code = "from planet.bench import peak_rss; print(peak_rss())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    child = int(out.stdout.split()[-1])
+    del ballast
+    assert parent >= 1536 * 2**20
+    assert 0 < child < parent - 1024 * 2**20, (child, parent)
