@@ -386,10 +386,15 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
         belief, state = out.beliefs[-1], out.states[-1]  # (B, ·)
     checks["planner"] = planner_check(ref, fast, belief[:1], state[:1], seed)
 
-    peaks = {"reference": float(matmul_peak(torch.float32)),
-             "fast": float(matmul_peak(fast.dtype))}
-    log(f"matmul peak: float32 {peaks['reference'] / 1e9:.0f} GFLOP/s, "
-        f"{info['fast_dtype']} {peaks['fast'] / 1e9:.0f} GFLOP/s")
+    # The peak is measured again before every figure and the best kept: on a shared machine one
+    # measurement can catch a moment when a core is busy elsewhere and come out ~2x low.
+    peaks = {"reference": 0.0, "fast": 0.0}
+
+    def measure_peaks() -> None:
+        peaks["reference"] = max(peaks["reference"], float(matmul_peak(torch.float32)))
+        peaks["fast"] = max(peaks["fast"], float(matmul_peak(fast.dtype)))
+
+    measure_peaks()
 
     figures: dict[str, dict[str, Any]] = {}
     paths = {"reference": ref, "fast": fast}
@@ -428,6 +433,7 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
          {n: act_fn(p) for n, p in paths.items()}, None, None),
     ]
     for key, label, functions, flops, monitor in specs:
+        measure_peaks()
         log(f"timing {label} ...")
         times = interleaved(functions, repeats, monitors=monitor, log=log if verbose else None)
         figure: dict[str, Any] = {"label": label, "samples": times}
@@ -438,8 +444,14 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
             figure["flops"] = flops
             for name in paths:
                 figure[f"{name}_flops_per_s"] = flops / figure[name]
-                figure[f"{name}_floor"] = flops / peaks[name]
         figures[key] = figure
+    for figure in figures.values():  # floors from the best peak seen
+        if "flops" in figure:
+            for name in paths:
+                figure[f"{name}_floor"] = figure["flops"] / peaks[name]
+    log(f"matmul peak (best of {len(specs) + 1} measurements): float32 "
+        f"{peaks['reference'] / 1e9:.0f} GFLOP/s, {info['fast_dtype']} "
+        f"{peaks['fast'] / 1e9:.0f} GFLOP/s")
     memory_probe = memory
     memory = {name: monitors[name].peak for name in paths}
     memory["process_max_rss"] = peak_rss()
