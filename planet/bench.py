@@ -85,6 +85,22 @@ def _rss_bytes() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes (Linux VmHWM; else ru_maxrss).
+
+    VmHWM belongs to the address space, which exec replaces. ru_maxrss does not: Linux carries
+    it over fork and exec, so a child started by a big parent would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 class PeakRSS:
     """Samples the process RSS every 5 ms in a thread while active: `with peak: ...`."""
 
@@ -269,22 +285,6 @@ def planner_check(ref: Path_, fast: Path_, belief, state, seed: int) -> dict[str
         actions[name] = path.planner(belief, state, generator)
     diff = float((actions["reference"] - actions["fast"]).abs().max())
     return {"max_abs_diff": diff, "atol": ACTION_ATOL, "ok": diff <= ACTION_ATOL}
-
-
-def peak_rss() -> int:
-    """This process's peak resident memory in bytes (Linux VmHWM; else ru_maxrss).
-
-    VmHWM belongs to the address space, which exec replaces. ru_maxrss does not: Linux carries
-    it over fork and exec, so a child started by a big parent would report the parent's peak.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def training_peak_rss(config: Config, updates: int = 2) -> int:
