@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
 import imageio.v2 as imageio
 import numpy as np
+import PIL.Image
+import PIL.ImageSequence
 import pytest
 
 from planet.cli import main
@@ -71,7 +74,12 @@ def test_training_logs_eval_video_and_open_loop_to_tensorboard(smoke_run):
     gif = events.Images("eval/video")[-1]
     assert gif.encoded_image_string[:6] == b"GIF89a"
     frames = imageio.mimread(gif.encoded_image_string, format="GIF")
-    assert len(frames) == 126 and frames[0].shape[:2] == (128, 128)  # a whole episode, 2x
+    assert frames[0].shape[:2] == (128, 128)  # 64 x 64 frames, upscaled 2x
+    # A whole episode, 126 frames at 20 fps. Pillow stores a frame equal to the one before as a
+    # longer display time of that one, so the durations, not the frame count, add up to 126.
+    with PIL.Image.open(io.BytesIO(gif.encoded_image_string)) as animation:
+        durations = [frame.info["duration"] for frame in PIL.ImageSequence.Iterator(animation)]
+    assert len(durations) == len(frames) and sum(durations) == 126 * 50
     strip = events.Images("model/open_loop")[-1]
     assert (strip.height, strip.width) == (3 * 64, 12 * 64)
     assert "eval/return" in events.Tags()["scalars"]

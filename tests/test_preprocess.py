@@ -32,3 +32,31 @@ def test_round_trip_is_exact_on_quantised_frames():
     tensor = torch.from_numpy(frames)
     back = postprocess_obs(preprocess_obs(tensor, 5, noise=True), 5)
     assert torch.equal(back, tensor)
+
+
+def test_dequantisation_noise_fills_each_bin_evenly_with_256_levels():
+    torch.manual_seed(0)
+    images = torch.full((200, 3, 64, 64), 77, dtype=torch.uint8)  # bin 9 of 32 at 5 bits
+    offset = (preprocess_obs(images, bit_depth=5, noise=True) + 0.5) * 32 - 9  # u in [0, 1)
+    levels = torch.round(offset * 256 - 0.5)  # k in 0..255
+    assert torch.allclose(offset, (levels + 0.5) / 256, atol=1e-4)
+    counts = torch.bincount(levels.long().flatten(), minlength=256)
+    assert len(counts) == 256 and counts.min() > 0
+    # 2.46M draws, about 9600 per level: a chi-square test against the uniform distribution
+    # (255 degrees of freedom; 400 is beyond its 99.999th percentile).
+    expected = counts.sum() / 256
+    assert ((counts - expected) ** 2 / expected).sum() < 400
+    assert abs(offset.mean().item() - 0.5) < 1e-3
+    assert abs(offset.var().item() - 1 / 12) < 1e-3
+
+
+def test_noise_bytes_follow_the_torch_seed():
+    from planet.data.preprocess import noise_bytes
+
+    torch.manual_seed(3)
+    first = noise_bytes(torch.Size((5, 7)), torch.device("cpu"))
+    torch.manual_seed(3)
+    again = noise_bytes(torch.Size((5, 7)), torch.device("cpu"))
+    assert first.shape == (5, 7) and first.dtype == torch.uint8
+    assert torch.equal(first, again)
+    assert not torch.equal(first, noise_bytes(torch.Size((5, 7)), torch.device("cpu")))
