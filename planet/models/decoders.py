@@ -100,7 +100,7 @@ class ConvDecoder(nn.Module):
         # for both the activation and the next conv, is the only copy kept (a layout copy
         # after it would be saved too).
         x = layers[3](self._layout(x))
-        x = layers[5](layers[4](x))  # 13 -> 30 pixels, channels-last in and out
+        x = layers[5](layers[4](x))  # 13 -> 30 pixels, a transposed conv (keeps the layout)
         return last(x)  # 30 -> 64 pixels, (N, 3, 64, 64)
 
 
