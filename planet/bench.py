@@ -7,7 +7,9 @@ a noisy, shared machine slows both alike; the table gives medians and the ratio 
                 step at 320x240 and resizes (what a straightforward port does)
     fast        what `planet train` uses by default: bf16 autocast where the hardware is fast
                 at it (float32 weights and loss), channels-last, the decoder's transposed convs
-                as a matmul and a sub-pixel conv, the batched planner; one 64x64 render per step
+                as a matmul and a sub-pixel conv, the batched planner; one 64x64 render per step;
+                glibc malloc keeping freed memory for reuse (process-wide, so both paths'
+                timings here get it; the peak-RSS figure runs each path in its own process)
 
 For every model figure it also counts the FLOPs of the matrix products and convolutions
 (forward and backward, torch.utils.flop_counter), measures a matmul peak for each dtype, and
@@ -56,6 +58,7 @@ REFERENCE_OVERRIDES = {
     "train.precision": "float32",
     "model.fast_deconv": False,
     "model.channels_last": False,
+    "train.reuse_host_memory": False,
 }
 
 
@@ -300,6 +303,9 @@ def training_peak_rss(config: Config, updates: int = 2) -> int:
         "from planet.bench import Path_, _fill_replay, peak_rss\n"
         "from planet.config import Config\n"
         "config = Config.from_dict(json.loads(sys.argv[1]))\n"
+        "if config.train.reuse_host_memory:\n"
+        "    from planet.utils import reuse_freed_host_memory\n"
+        "    reuse_freed_host_memory()\n"
         "path = Path_(config, 1, torch.device('cpu'), None)\n"
         "replay = _fill_replay(config, 1, 0)\n"
         "rng = np.random.default_rng(0)\n"
@@ -363,6 +369,12 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
     device = torch.device("cpu")
     ref_config = copy.deepcopy(config)
     apply_overrides(ref_config, REFERENCE_OVERRIDES)
+    if config.train.reuse_host_memory:
+        # Process-wide, so the reference path's timings here get it too; only the peak-RSS
+        # figure, measured in child processes, shows each path with its own setting.
+        from planet.utils import reuse_freed_host_memory
+
+        reuse_freed_host_memory()
     action_size = 1  # cartpole's; the figures hardly depend on it
     torch.manual_seed(seed)
     ref = Path_(ref_config, action_size, device, None)

@@ -106,6 +106,11 @@ class TrainConfig:
     max_episodes_in_memory: int = 0
     """Replay episodes kept in RAM (0: all). Older ones stay on disk and are read back when
     sampled (planet.data.replay)."""
+    reuse_host_memory: bool = True
+    """On CPU with glibc, keep freed memory in the process for reuse (malloc thresholds): an
+    update allocates and frees tensors of tens to hundreds of MB, and fresh pages from the
+    kernel cost page faults. Updates measured 7-15 % faster at the cpu preset (+0.02 GiB peak
+    RSS) and 20-30 % at the paper batch (+0.2 to 0.4 GiB). False leaves malloc as it is."""
 
 
 @dataclass

@@ -50,6 +50,7 @@ RESUMABLE_FIELDS = {
     "train.precision",
     "train.deterministic",
     "train.max_episodes_in_memory",
+    "train.reuse_host_memory",
     "device",
     "preset",
     "preset_reason",

@@ -65,6 +65,7 @@ from planet.utils import (
     autocast_factory,
     choose_device,
     resolve_precision,
+    reuse_freed_host_memory,
     seed_everything,
 )
 
@@ -103,6 +104,8 @@ class Components:
 
 def build(config: Config, env=None) -> Components:
     device = choose_device(config.device)
+    if config.train.reuse_host_memory and device.type == "cpu":
+        reuse_freed_host_memory()
     dtype = resolve_precision(config.train.precision, device)
     autocast = autocast_factory(device, dtype)
     env = env or env_from_config(config, config.seed)

@@ -52,6 +52,35 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
 
 
+# glibc mallopt parameters (malloc.h) and the values reuse_freed_host_memory sets.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 256 * 2**20  # blocks below this come from the heap and are reused
+TRIM_THRESHOLD_BYTES = 2**30  # free memory at the heap top kept up to this (mallopt takes an int)
+
+
+@functools.cache
+def reuse_freed_host_memory() -> bool:
+    """Make glibc malloc keep freed blocks for reuse instead of returning them to the kernel.
+
+    By default glibc serves blocks above 32 MB (at most) by mmap and unmaps them on free, so
+    every update's large activations arrive as fresh pages: one page fault and one zeroing per
+    4 KiB. Raising the mmap and trim thresholds keeps them in the heap. Process-wide; True when
+    applied, False where malloc is not glibc's (macOS, musl), where nothing changes.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
+    )
+
+
 def autocast_factory(device: torch.device, dtype: torch.dtype):
     """A zero-argument factory of the autocast context (a no-op for float32).
 
