@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -95,3 +98,13 @@ def test_missing_gl_libraries_name_the_packages_to_install(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(EnvError, match="apt-get install -y libegl1 libopengl0"):
         make_env("cartpole-swingup")
+
+
+def test_importing_dm_control_does_not_turn_on_every_deprecation_warning():
+    # dm_control.composer sets simplefilter("always", DeprecationWarning) process-wide; torch's
+    # inductor import (the compiled planner's first call) then printed 14 warnings into the log.
+    script = ("from planet.envs.dmc import import_dm_control; import_dm_control(); "
+              "import torch.utils.mkldnn")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    assert "DeprecationWarning" not in out.stderr, out.stderr[-1000:]

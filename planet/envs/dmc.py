@@ -6,6 +6,8 @@ physics step, and not large then resized): `AddRenderObservation(RepeatAction(en
 
 from __future__ import annotations
 
+import warnings
+
 import gymnasium as gym
 
 # The paper's action repeats (PAPER.md; some ports use 6 for ball_in_cup, the paper uses 4).
@@ -36,8 +38,7 @@ def make_dmc_env(name: str, seed: int, image_size: int, symbolic: bool) -> gym.E
         from planet.envs.wrappers import EnvError
 
         raise EnvError(missing_gl_message())
-    from dm_control import suite
-    from shimmy.dm_control_compatibility import DmControlCompatibilityV0
+    suite, DmControlCompatibilityV0 = import_dm_control()
 
     domain, task = split_task(name)
     if (domain, task) not in suite.ALL_TASKS:
@@ -50,7 +51,24 @@ def make_dmc_env(name: str, seed: int, image_size: int, symbolic: bool) -> gym.E
     )
 
 
-def dmc_task_names() -> list[str]:
-    from dm_control import suite
+def import_dm_control():
+    """dm_control's suite and shimmy's wrapper, without dm_control's process-wide warning filter.
 
+    Importing dm_control.composer (shimmy does) calls warnings.simplefilter("always",
+    DeprecationWarning), so every library's deprecation warnings would print for the rest of the
+    run: torch.compile's first call printed 14 of them. That one filter is taken out again.
+    """
+    from dm_control import suite
+    from shimmy.dm_control_compatibility import DmControlCompatibilityV0
+
+    composer_filter = ("always", None, DeprecationWarning, None, 0)
+    while composer_filter in warnings.filters:
+        warnings.filters.remove(composer_filter)
+    # Python's default for other modules, re-added through the API so it sees the change.
+    warnings.simplefilter("ignore", DeprecationWarning, append=True)
+    return suite, DmControlCompatibilityV0
+
+
+def dmc_task_names() -> list[str]:
+    suite, _ = import_dm_control()
     return [f"{domain}-{task}" for domain, task in suite.ALL_TASKS]
