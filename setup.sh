@@ -4,8 +4,9 @@
 #   ./setup.sh test  [pytest options]         install everything, then run the test suite
 #   ./setup.sh install                        install only
 # It creates .venv/ in the repo, installs PyTorch, MuJoCo 3.17 + dm_control and the rest, and the
-# system GL libraries for headless rendering (EGL and OSMesa; Xvfb for the viewer test) when it
-# runs as root or with passwordless sudo; otherwise it prints the exact apt-get command.
+# system GL libraries for headless rendering (EGL and OSMesa; Xvfb for the viewer test) and g++
+# for torch.compile when it runs as root or with passwordless sudo; otherwise it prints the exact
+# apt-get command.
 set -euo pipefail
 cd "$(dirname "$0")"
 mode="${1:-install}"
@@ -13,8 +14,28 @@ mode="${1:-install}"
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
+# --- Python --------------------------------------------------------------------------------------
+python=""
+for candidate in python3.11 python3.12 python3.10 python3; do
+  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c \
+      'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12)))' 2>/dev/null; then
+    python="$candidate"; break
+  fi
+done
+if [ -z "$python" ]; then
+  say "ERROR: needs Python 3.10-3.12 (dm_control's labmaze has no wheel for 3.13);"
+  say "       run: sudo apt-get install -y python3.11 python3.11-venv"
+  exit 1
+fi
+
 # --- system libraries ---------------------------------------------------------------------------
 packages=(libegl1 libopengl0 libegl-mesa0 libgl1-mesa-dri libosmesa6 libglfw3)
+# torch.compile (planner.compile, on in the cpu preset) builds C++ kernels: a compiler and
+# Python's headers. Without them the planner runs eagerly and says so.
+packages+=(g++)
+"$python" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || packages+=("$(basename "$python")-dev")
 [ "$mode" = test ] && packages+=(xvfb)
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -33,24 +54,12 @@ if [ ${#missing[@]} -gt 0 ]; then
            "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } \
       || say "WARNING: could not install ${missing[*]}; run: sudo apt-get install -y ${missing[*]}"
   else
-    say "WARNING: missing system packages for headless rendering: ${missing[*]}"
+    say "WARNING: missing system packages (headless rendering, torch.compile): ${missing[*]}"
     say "         run: sudo apt-get install -y ${missing[*]}"
   fi
 fi
 
-# --- Python environment -------------------------------------------------------------------------
-python=""
-for candidate in python3.11 python3.12 python3.10 python3; do
-  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c \
-      'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12)))' 2>/dev/null; then
-    python="$candidate"; break
-  fi
-done
-if [ -z "$python" ]; then
-  say "ERROR: needs Python 3.10-3.12 (dm_control's labmaze has no wheel for 3.13);"
-  say "       run: sudo apt-get install -y python3.11 python3.11-venv"
-  exit 1
-fi
+# --- Python packages ----------------------------------------------------------------------------
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv with $($python --version)"
   "$python" -m venv .venv || { say "ERROR: venv failed; run: sudo apt-get install -y python3-venv"; exit 1; }

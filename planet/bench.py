@@ -7,7 +7,8 @@ a noisy, shared machine slows both alike; the table gives medians and the ratio 
                 step at 320x240 and resizes (what a straightforward port does)
     fast        what `planet train` uses by default: bf16 autocast where the hardware is fast
                 at it (float32 weights and loss), channels-last, the decoder's transposed convs
-                as a matmul and a sub-pixel conv, the batched planner; one 64x64 render per step;
+                as a matmul and a sub-pixel conv, the batched planner (its rollout torch.compile'd
+                where planner.compile is on: the cpu preset); one 64x64 render per step;
                 glibc malloc keeping freed memory for reuse (process-wide, so both paths'
                 timings here get it; the peak-RSS figure runs each path in its own process)
 
@@ -20,6 +21,7 @@ in cosine, and the planner's first actions close.
     planet bench                                 # the paper configuration, cartpole-swingup
     planet bench --preset smoke --repeats 2 --json bench.json
     python -m planet.bench --set planner.candidates=500
+    planet bench --set planner.compile=true      # the paper configuration, compiled planner
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ REFERENCE_OVERRIDES = {
     "model.fast_deconv": False,
     "model.channels_last": False,
     "train.reuse_host_memory": False,
+    "planner.compile": False,
 }
 
 

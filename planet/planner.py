@@ -14,7 +14,9 @@ The action taken is the mean's first step.
 
 All B * J rollouts run as one batch per time step, and the reward model runs once over the
 stacked horizon. Candidates are laid out env-major, (B, J), so candidate j of env b always
-starts from env b's state (misaligning them is a known porting bug).
+starts from env b's state (misaligning them is a known porting bug). The Gaussian noise of the
+sampled latent states is drawn for the whole horizon at once (from `generator` when given), so
+the rollout itself is a pure function that `planner.compile` can hand to torch.compile.
 
 Usage:
     planner = CEMPlanner(world_model.rssm, world_model.reward_model, action_size=A, config=cfg)
@@ -28,6 +30,7 @@ import torch
 from planet.config import PlannerConfig
 from planet.models.decoders import RewardModel
 from planet.models.rssm import RSSM
+from planet.utils import CompiledOrEager
 
 
 class CEMPlanner:
@@ -44,6 +47,11 @@ class CEMPlanner:
         self.action_size = action_size
         self.config = config
         self.autocast = autocast  # a context-manager factory (bf16 autocast) or None
+        # The rollout, torch.compile'd when config.compile: its ~15 small ops per step (GRU gates,
+        # softplus, sampling, concat) fuse into a few kernels; the matrix products stay oneDNN's.
+        self.imagine_features = (
+            CompiledOrEager(self.rollout, "planner rollout") if config.compile else self.rollout
+        )
 
     @torch.no_grad()
     def __call__(
@@ -72,7 +80,7 @@ class CEMPlanner:
             noise.normal_(generator=generator)
             actions = (mean + stddev * noise).clamp_(-1.0, 1.0)
             # 2.-3. Roll out all B * J candidates and sum their predicted rewards.
-            returns = self.evaluate(actions.flatten(1, 2), start_belief, start_state)
+            returns = self.evaluate(actions.flatten(1, 2), start_belief, start_state, generator)
             returns = returns.view(batch, candidates)  # (B, J)
             # 4. Refit to the top K per env: indices (B, K) -> actions (H, B, K, A).
             top_index = returns.topk(top, dim=1).indices
@@ -83,17 +91,31 @@ class CEMPlanner:
         return mean[0, :, 0]  # first step of the refit mean, (B, A)
 
     def evaluate(
-        self, actions: torch.Tensor, belief: torch.Tensor, state: torch.Tensor
+        self, actions: torch.Tensor, belief: torch.Tensor, state: torch.Tensor,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Sum of predicted mean rewards of each sequence: actions (H, N, A) -> returns (N,)."""
         horizon, count = actions.shape[:2]
-        belief_size = belief.shape[-1]
-        # concat(h_t, s_t) of every step, written in place (one copy, not a stack and a cat).
-        features = belief.new_empty(horizon, count, belief_size + state.shape[-1])  # (H, N, F)
-        for t in range(horizon):
-            # h_{t+1} = f(h_t, s_t, a_t); s_{t+1} ~ p(s | h_{t+1}): one sampled trajectory.
-            belief = self.rssm.transition(belief, state, actions[t])
-            state = self.rssm.prior(belief).sample()
-            features[t, :, :belief_size] = belief
-            features[t, :, belief_size:] = state
+        # One N(0, I) draw per step and candidate for s_t ~ p(s_t | h_t): (H, N, state).
+        state_noise = torch.randn(
+            horizon, count, state.shape[-1], device=state.device, generator=generator
+        )
+        features = self.imagine_features(actions, belief, state, state_noise)  # (H, N, F)
         return self.reward_model(features).float().sum(dim=0)  # reward head once, (N,)
+
+    def rollout(
+        self, actions: torch.Tensor, belief: torch.Tensor, state: torch.Tensor,
+        state_noise: torch.Tensor,
+    ) -> torch.Tensor:
+        """Roll the prior forward under each action sequence: one sampled latent trajectory.
+
+        actions (H, N, A), belief (N, belief), state (N, state), state_noise (H, N, state)
+        -> features concat(h_t, s_t) of the H imagined steps, (H, N, belief + state).
+        """
+        features = []
+        for t in range(actions.shape[0]):
+            # h_{t+1} = f(h_t, s_t, a_t); s_{t+1} ~ p(s | h_{t+1}) with this step's noise.
+            belief = self.rssm.transition(belief, state, actions[t])
+            state = self.rssm.prior(belief).sample(state_noise[t])
+            features.append(torch.cat([belief, state], dim=-1))
+        return torch.stack(features)

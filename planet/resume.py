@@ -51,6 +51,7 @@ RESUMABLE_FIELDS = {
     "train.deterministic",
     "train.max_episodes_in_memory",
     "train.reuse_host_memory",
+    "planner.compile",
     "device",
     "preset",
     "preset_reason",

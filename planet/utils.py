@@ -1,4 +1,4 @@
-"""Seeding, device and precision choice, timers."""
+"""Seeding, device and precision choice, torch.compile with a fallback, timers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import functools
 import os
 import random
 import time
+import warnings
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -90,6 +92,38 @@ def autocast_factory(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return contextlib.nullcontext
     return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
+
+
+class CompiledOrEager:
+    """torch.compile(fn) that falls back to running fn eagerly, with a warning, if compiling fails.
+
+    Inductor needs a C++ compiler (and Python's headers) on CPU and Triton on CUDA; a machine
+    without them should still train, only slower. Shapes are static (one compile per input
+    shape, e.g. 1 env while collecting and N envs in evaluation); weights stay inputs of the
+    compiled graph, so training updates between calls are seen.
+    """
+
+    def __init__(self, fn: Callable, name: str):
+        self.fn = fn
+        self.name = name
+        self.compiled: Callable | None = torch.compile(fn, dynamic=False)
+
+    def __call__(self, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as error:  # noqa: BLE001 - any compiler failure: run eagerly
+                self.compiled = None
+                compiler = os.environ.get("CXX", "g++")
+                warnings.warn(
+                    f"torch.compile of the {self.name} failed, so it runs eagerly (slower): "
+                    f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}. "
+                    f"On CPU it needs a C++ compiler ({compiler}) and Python headers, e.g. "
+                    "`sudo apt-get install -y g++ python3-dev`; turn it off with "
+                    "--set planner.compile=false.",
+                    RuntimeWarning, stacklevel=2,
+                )
+        return self.fn(*args)
 
 
 class Timer:

@@ -43,9 +43,14 @@ class Gaussian:
     mean: torch.Tensor
     stddev: torch.Tensor
 
-    def sample(self) -> torch.Tensor:
-        # Reparameterised: gradients flow into mean and stddev.
-        return self.mean + self.stddev * torch.randn_like(self.mean)
+    def sample(self, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """mean + stddev * noise, noise ~ N(0, I) drawn here unless given (same shape as mean).
+
+        Reparameterised: gradients flow into mean and stddev.
+        """
+        if noise is None:
+            noise = torch.randn_like(self.mean)
+        return self.mean + self.stddev * noise
 
     def __getitem__(self, index) -> Gaussian:
         return Gaussian(self.mean[index], self.stddev[index])
