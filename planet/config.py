@@ -200,7 +200,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # chunk 32 and 35 updates per episode (about 1/7 of the paper's images per episode), CEM
     # with 100 candidates, 5 iterations, top 10 (1/20 of the planning work; the paper's planner
     # did no better on the same model, and 100 candidates beat 200 on 3 of 3 seeds at 60 min).
-    # Widths of the RSSM stay. About 30 s per episode (`planet bench --preset cpu`: 29 s).
+    # Widths of the RSSM stay. About 25 s per episode (`planet bench --preset cpu`: 25 s).
     # The planner's rollout is torch.compile'd: 0.70x the eager planning call (1 env) and 0.75x
     # (5 eval envs), after ~20 s of compiling per shape on first use (cached on disk after).
     "cpu": {
