@@ -125,9 +125,10 @@ class PlannerConfig:
     """Candidates K the belief over actions is refit to (paper: 100)."""
     compile: bool = False
     """torch.compile the candidates' latent rollout (needs a C++ compiler on CPU; falls back to
-    eager with a warning). Measured here, paired in one process: planning call 0.57x the eager
-    time at the cpu preset, 0.8x at the paper's sizes, after ~15-20 s of compiling per batch
-    shape (1 env, N eval envs). Opt-in; the cpu preset turns it on."""
+    eager with a warning). Measured here, paired in one process: planning call 0.70x the eager
+    time at the cpu preset (1 env; 0.75x with 5 envs) and 0.71-0.77x at the paper's sizes, after
+    about 20 s of compiling per batch shape (1 env, N eval envs) on first use; Inductor caches
+    it on disk. Opt-in; the cpu preset turns it on."""
 
 
 @dataclass

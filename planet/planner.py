@@ -50,7 +50,8 @@ class CEMPlanner:
         # The rollout, torch.compile'd when config.compile: its ~15 small ops per step (GRU gates,
         # softplus, sampling, concat) fuse into a few kernels; the matrix products stay oneDNN's.
         self.imagine_features = (
-            CompiledOrEager(self.rollout, "planner rollout") if config.compile else self.rollout
+            CompiledOrEager(self.rollout, "planner rollout", "planner.compile")
+            if config.compile else self.rollout
         )
 
     @torch.no_grad()

@@ -103,9 +103,10 @@ class CompiledOrEager:
     compiled graph, so training updates between calls are seen.
     """
 
-    def __init__(self, fn: Callable, name: str):
+    def __init__(self, fn: Callable, name: str, switch: str):
         self.fn = fn
-        self.name = name
+        self.name = name  # what is compiled, for the warning
+        self.switch = switch  # the config field that turns it off
         self.compiled: Callable | None = torch.compile(fn, dynamic=False)
 
     def __call__(self, *args):
@@ -119,8 +120,8 @@ class CompiledOrEager:
                     f"torch.compile of the {self.name} failed, so it runs eagerly (slower): "
                     f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}. "
                     f"On CPU it needs a C++ compiler ({compiler}) and Python headers, e.g. "
-                    "`sudo apt-get install -y g++ python3-dev`; turn it off with "
-                    "--set planner.compile=false.",
+                    f"`sudo apt-get install -y g++ python3-dev`; turn it off with "
+                    f"--set {self.switch}=false.",
                     RuntimeWarning, stacklevel=2,
                 )
         return self.fn(*args)
