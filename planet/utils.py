@@ -120,7 +120,7 @@ class CompiledOrEager:
                     f"torch.compile of the {self.name} failed, so it runs eagerly (slower): "
                     f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}. "
                     f"On CPU it needs a C++ compiler ({compiler}) and Python headers, e.g. "
-                    f"`sudo apt-get install -y g++ python3-dev`; turn it off with "
+                    "`sudo apt-get install -y g++ python3-dev`; turn it off with "
                     f"--set {self.switch}=false.",
                     RuntimeWarning, stacklevel=2,
                 )
