@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -17,13 +19,14 @@ from planet.planner import CEMPlanner
 
 
 class Agent:
-    def __init__(self, model: WorldModel, config: Config, device: torch.device, autocast):
+    def __init__(self, model: WorldModel, config: Config, device: torch.device, autocast,
+                 log: Callable[[str], None] | None = None):
         self.model = model
         self.config = config
         self.device = device
         self.autocast = autocast
         self.planner = CEMPlanner(
-            model.rssm, model.reward_model, model.action_size, config.planner, autocast
+            model.rssm, model.reward_model, model.action_size, config.planner, autocast, log
         )
         self.reset(1)
 

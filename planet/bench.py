@@ -205,7 +205,7 @@ class Path_:
     """One path (reference or fast): model, learner, planners and agent from one config."""
 
     def __init__(self, config: Config, action_size: int, device: torch.device,
-                 state_dict: dict | None):
+                 state_dict: dict | None, log: Callable[[str], None] | None = None):
         from planet.agent import Agent
         from planet.learner import Learner
         from planet.models.world_model import WorldModel
@@ -220,9 +220,10 @@ class Path_:
             self.model.load_state_dict(state_dict)
         self.learner = Learner(self.model, config.train, device, self.autocast)
         self.planner = CEMPlanner(
-            self.model.rssm, self.model.reward_model, action_size, config.planner, self.autocast
+            self.model.rssm, self.model.reward_model, action_size, config.planner, self.autocast,
+            log,
         )
-        self.agent = Agent(self.model, config, device, self.autocast)
+        self.agent = Agent(self.model, config, device, self.autocast, log)
 
 
 def _fill_replay(config: Config, action_size: int, seed: int):
@@ -381,7 +382,7 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
     action_size = 1  # cartpole's; the figures hardly depend on it
     torch.manual_seed(seed)
     ref = Path_(ref_config, action_size, device, None)
-    fast = Path_(config, action_size, device, ref.model.state_dict())
+    fast = Path_(config, action_size, device, ref.model.state_dict(), log)
     info = system_info(fast.dtype)
     log(f"cpu: {info['cpu']} ({info['cpu_count']} cores), threads {info['threads']}, "
         f"torch {info['torch']}, fast dtype {info['fast_dtype']}, load {info['load_average']}")

@@ -25,6 +25,8 @@ Usage:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from planet.config import PlannerConfig
@@ -41,16 +43,18 @@ class CEMPlanner:
         action_size: int,
         config: PlannerConfig,
         autocast=None,
+        log: Callable[[str], None] | None = None,
     ):
         self.rssm = rssm
         self.reward_model = reward_model
         self.action_size = action_size
         self.config = config
         self.autocast = autocast  # a context-manager factory (bf16 autocast) or None
+        # `log` hears when the rollout compiles for a new batch shape (planner.compile).
         # The rollout, torch.compile'd when config.compile: its ~15 small ops per step (GRU gates,
         # softplus, sampling, concat) fuse into a few kernels; the matrix products stay oneDNN's.
         self.imagine_features = (
-            CompiledOrEager(self.rollout, "planner rollout", "planner.compile")
+            CompiledOrEager(self.rollout, "planner rollout", "planner.compile", log)
             if config.compile else self.rollout
         )
 

@@ -101,7 +101,7 @@ def load_run(
             raise CheckpointError(f"checkpoint {path} not found")
         payload = load_checkpoint(path)
     _check_compatible(config, payload, path, run_dir)
-    components = build(config, env)
+    components = build(config, env, log=warn)
     try:
         components.model.load_state_dict(payload["model"])
     except RuntimeError as error:

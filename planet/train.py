@@ -102,7 +102,8 @@ class Components:
     agent: Agent
 
 
-def build(config: Config, env=None) -> Components:
+def build(config: Config, env=None, log=None) -> Components:
+    """Device, precision, env, model, learner and agent; `log` hears about planner compiles."""
     device = choose_device(config.device)
     if config.train.reuse_host_memory and device.type == "cpu":
         reuse_freed_host_memory()
@@ -112,8 +113,18 @@ def build(config: Config, env=None) -> Components:
     action_size = int(np.prod(env.action_space.shape))
     model = WorldModel(config.model, action_size, env.observation_space.shape).to(device)
     learner = Learner(model, config.train, device, autocast)
-    agent = Agent(model, config, device, autocast)
+    agent = Agent(model, config, device, autocast, log)
     return Components(config, device, dtype, autocast, env, model, learner, agent)
+
+
+def beside_progress_bars(log):
+    """log() for messages that come while tqdm bars are drawn: the bars step aside for it."""
+
+    def write(message: str) -> None:
+        with tqdm.external_write_mode():
+            log(message)
+
+    return write
 
 
 def run_episodes(
@@ -245,7 +256,7 @@ def _train(
     # --- resume or start ---
     found = resume_point(run_dir, config, log) if resuming else None
     seed_everything(config.seed, config.train.deterministic)
-    components = build(config, env)
+    components = build(config, env, log=beside_progress_bars(log))
     model, learner, agent = components.model, components.learner, components.agent
     replay_rng = np.random.default_rng(config.seed)
     start_episode, env_steps, updates, wall_offset = 0, 0, 0, 0.0

@@ -101,30 +101,51 @@ class CompiledOrEager:
     without them should still train, only slower. Shapes are static (one compile per input
     shape, e.g. 1 env while collecting and N envs in evaluation); weights stay inputs of the
     compiled graph, so training updates between calls are seen.
+
+    `log`, when given, hears about each new input shape before its compile starts and again
+    when it is done: the first call of a shape takes ~20 s, and a progress bar would otherwise
+    seem to hang.
     """
 
-    def __init__(self, fn: Callable, name: str, switch: str):
+    def __init__(self, fn: Callable, name: str, switch: str,
+                 log: Callable[[str], None] | None = None):
         self.fn = fn
-        self.name = name  # what is compiled, for the warning
+        self.name = name  # what is compiled, for the messages
         self.switch = switch  # the config field that turns it off
+        self.log = log
         self.compiled: Callable | None = torch.compile(fn, dynamic=False)
+        self.shapes_seen: set[tuple] = set()
 
     def __call__(self, *args):
-        if self.compiled is not None:
-            try:
-                return self.compiled(*args)
-            except Exception as error:  # noqa: BLE001 - any compiler failure: run eagerly
-                self.compiled = None
-                compiler = os.environ.get("CXX", "g++")
-                warnings.warn(
-                    f"torch.compile of the {self.name} failed, so it runs eagerly (slower): "
-                    f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}. "
-                    f"On CPU it needs a C++ compiler ({compiler}) and Python headers, e.g. "
-                    "`sudo apt-get install -y g++ python3-dev`; turn it off with "
-                    f"--set {self.switch}=false.",
-                    RuntimeWarning, stacklevel=2,
-                )
-        return self.fn(*args)
+        if self.compiled is None:
+            return self.fn(*args)
+        shapes = tuple(tuple(arg.shape) if isinstance(arg, torch.Tensor) else arg for arg in args)
+        first_time = shapes not in self.shapes_seen
+        if first_time and self.log is not None:
+            listed = ", ".join(str(shape) for shape in shapes)
+            self.log(f"{self.name}: compiling for input shapes {listed}; about 20 s the first "
+                     f"time, later runs reuse Inductor's cache on disk (--set {self.switch}=false "
+                     "turns it off)")
+        start = time.perf_counter()
+        try:
+            result = self.compiled(*args)
+        except Exception as error:  # noqa: BLE001 - any compiler failure: run eagerly
+            self.compiled = None
+            compiler = os.environ.get("CXX", "g++")
+            warnings.warn(
+                f"torch.compile of the {self.name} failed, so it runs eagerly (slower): "
+                f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}. "
+                f"On CPU it needs a C++ compiler ({compiler}) and Python headers, e.g. "
+                "`sudo apt-get install -y g++ python3-dev`; turn it off with "
+                f"--set {self.switch}=false.",
+                RuntimeWarning, stacklevel=2,
+            )
+            return self.fn(*args)
+        if first_time:
+            self.shapes_seen.add(shapes)
+            if self.log is not None:
+                self.log(f"{self.name}: compiled in {time.perf_counter() - start:.1f} s")
+        return result
 
 
 class Timer:

@@ -4,6 +4,7 @@ and falls back to eager (with a warning) where it cannot compile."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -18,7 +19,7 @@ from planet.planner import CEMPlanner
 ACTION_SIZE = 2
 
 
-def make_planners(seed: int = 0):
+def make_planners(seed: int = 0, log=None):
     """Eager and compiled planners over the same small RSSM and reward model."""
     torch.manual_seed(seed)
     rssm = RSSM(ACTION_SIZE, embedding_size=16, belief_size=24, state_size=6, hidden_size=24)
@@ -28,7 +29,7 @@ def make_planners(seed: int = 0):
     config = PlannerConfig(horizon=5, iterations=3, candidates=64, top_candidates=8)
     compiled_config = PlannerConfig(**{**vars(config), "compile": True})
     eager = CEMPlanner(rssm, reward_model, ACTION_SIZE, config)
-    compiled = CEMPlanner(rssm, reward_model, ACTION_SIZE, compiled_config)
+    compiled = CEMPlanner(rssm, reward_model, ACTION_SIZE, compiled_config, log=log)
     return rssm, reward_model, eager, compiled
 
 
@@ -38,7 +39,8 @@ def returns_of(planner, actions, belief, state, seed):
 
 
 def test_compiled_rollout_matches_eager_and_follows_weight_updates():
-    rssm, _, eager, compiled = make_planners()
+    messages = []
+    rssm, _, eager, compiled = make_planners(log=messages.append)
     torch.manual_seed(1)
     # Planning for 3 envs rolls out 3 x 64 candidates; scoring 192 sequences directly reuses
     # that compiled shape (each new shape compiles anew, ~10 s).
@@ -65,6 +67,13 @@ def test_compiled_rollout_matches_eager_and_follows_weight_updates():
         torch.testing.assert_close(after, expected, rtol=1e-5, atol=1e-5)
     assert (after - before).abs().max() > 1e-2
     assert compiled.imagine_features.compiled is not None  # it did not fall back
+    # One shape, so one compile: announced before it starts (a progress bar stalls meanwhile)
+    # and timed when done; the later calls of that shape say nothing.
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("planner rollout: compiling for input shapes (5, 192, 2), "
+                                  "(192, 24), (192, 6), (5, 192, 6)")
+    assert "(--set planner.compile=false turns it off)" in messages[0]
+    assert re.fullmatch(r"planner rollout: compiled in \d+\.\d s", messages[1]), messages[1]
 
 
 def test_compiled_rollout_under_bf16_autocast_is_close_to_eager():
