@@ -82,8 +82,9 @@ class Learner:
         return Losses(total, reconstruction, reward_term, kl, overshooting)
 
     def update(self, chunks: Chunks) -> dict[str, float]:
-        obs, action, reward = self.to_device(chunks)
-        losses = self.compute_losses(obs, action, reward)
+        # No reference to the float frames outlives the forward pass (the loss keeps only its
+        # residual), so they are freed before the backward pass: 123 MB at the paper's batch.
+        losses = self.compute_losses(*self.to_device(chunks))
         self.optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(

@@ -1,3 +1,5 @@
+import weakref
+
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
@@ -90,6 +92,23 @@ def test_squared_error_sum_matches_mse_loss_in_value_and_gradient(dtype):
     assert torch.allclose(ours.grad.float(), theirs.grad.float(), rtol=1e-2, atol=1e-6)
     with pytest.raises(ValueError, match="no gradient to its target"):
         SquaredErrorSum.apply(ours.unflatten(0, (5, 4)), target.clone().requires_grad_())
+
+
+def test_squared_error_sum_holds_only_the_residual_for_backward():
+    generator = torch.Generator().manual_seed(1)
+    target = torch.rand(3, 2, 3, 8, 8, generator=generator) - 0.5
+    prediction = torch.randn(3, 2, 3, 8, 8, generator=generator).bfloat16().requires_grad_()
+    expected_grad = (2 * (prediction.detach().float() - target)).bfloat16()
+    value = SquaredErrorSum.apply(prediction, target)
+    target_alive = weakref.ref(target)
+    del target  # the float32 frames: the graph must not keep them until the backward pass
+    assert target_alive() is None
+    saved = value.grad_fn.saved_tensors
+    assert [(tensor.dtype, tuple(tensor.shape)) for tensor in saved] == [
+        (torch.bfloat16, (3, 2, 3, 8, 8))
+    ]
+    value.backward()
+    torch.testing.assert_close(prediction.grad, expected_grad, rtol=1e-2, atol=1e-6)
 
 
 class AddActionRSSM(RSSM):
