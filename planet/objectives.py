@@ -62,13 +62,11 @@ class SquaredErrorSum(torch.autograd.Function):
     """sum((prediction - target)^2) in float32, for a bf16 or float32 prediction (T, B, ...).
 
     Same value and gradient as F.mse_loss(prediction.float(), target, reduction="sum") (the
-    gradient up to one rounding to the prediction's dtype), with less memory: it works one time
-    step at a time, never holding a float32 copy of the whole prediction, and keeps only the
-    residual prediction - target for the backward pass, in the prediction's dtype. Neither the
-    prediction nor the float32 target is held, so the caller can free the target before the
-    backward pass: at the paper's batch of 2500 bf16 frames, 123 MB less at the peak (the
-    target) and another 120 MB less than a float32 copy of the prediction. The target gets no
-    gradient.
+    gradient up to one rounding to the prediction's dtype), with less memory. It works one time
+    step at a time, so no float32 copy of the whole prediction is made (120 MB at the paper's
+    batch of 2500 bf16 frames). For the backward pass it keeps only the residual
+    prediction - target, in the prediction's dtype, so the caller can free the float32 target
+    (123 MB) before calling backward(). The target gets no gradient.
     """
 
     @staticmethod
