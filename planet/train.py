@@ -237,6 +237,7 @@ def train(
 def _train(
     config: Config, run_dir: Path, progress: bool, log, fault_hook, on_episode=None
 ) -> dict[str, Any]:
+    log = beside_progress_bars(log)  # every message, including the planner's compile lines
     why = f" ({config.preset_reason})" if config.preset_reason else ""
     log(f"preset {config.preset}{why}")
     checkpoint_dir = run_dir / "checkpoints"
@@ -256,7 +257,7 @@ def _train(
     # --- resume or start ---
     found = resume_point(run_dir, config, log) if resuming else None
     seed_everything(config.seed, config.train.deterministic)
-    components = build(config, env, log=beside_progress_bars(log))
+    components = build(config, env, log=log)
     model, learner, agent = components.model, components.learner, components.agent
     replay_rng = np.random.default_rng(config.seed)
     start_episode, env_steps, updates, wall_offset = 0, 0, 0, 0.0
