@@ -50,6 +50,52 @@ def conv_transpose_as_subpixel_conv(
     return F.pixel_shuffle(out, 2)[..., :crop, :crop]
 
 
+class SubpixelConvTranspose(torch.autograd.Function):
+    """Stride-2 transposed conv: forward as a sub-pixel conv, backward as the transposed conv.
+
+    Each half takes the faster of the two kernels (oneDNN, bf16, CPU). For the decoder's last
+    layer (30 -> 64 pixels, 3 output channels) at the paper's batch of 2500 frames, the forward
+    pass took 0.10 s as a dense stride-1 conv (`conv_transpose_as_subpixel_conv`) plus 0.05 s
+    for its pixel shuffle, against 0.30 s as a deconvolution. Backward, it is the other way
+    round: the sub-pixel conv's weight gradient (implicit padding) falls back to a plain gemm
+    kernel, 0.55 s against 0.07 s for the transposed conv's weight gradient, and the incoming
+    gradient would have to be un-shuffled first. So `backward` calls the transposed conv's own
+    backward on the same (x, weight), the only tensors saved, as for the plain layer. For the
+    second and last layers together a whole paper-config update took 0.85x the time of the
+    sub-pixel conv with its autograd backward (14 pairs, one process).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return conv_transpose_as_subpixel_conv(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        if x.is_contiguous(memory_format=torch.channels_last):
+            grad = grad.contiguous(memory_format=torch.channels_last)
+        else:
+            grad = grad.contiguous()
+        grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+            grad, x, weight, [weight.shape[1]],
+            [2, 2], [0, 0], [1, 1],  # stride, padding, dilation
+            True, [0, 0], 1,  # transposed, output padding, groups
+            list(ctx.needs_input_grad),
+        )
+        return grad_x, grad_weight, grad_bias
+
+
+def conv_transpose_fast(layer: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
+    """layer(x) for a stride-2 transposed conv, through SubpixelConvTranspose.
+
+    Under autocast the custom function sees the float32 parameters, so they are cast to the
+    input's dtype here, as autocast would for the layer itself (their gradients flow back
+    through the cast in float32).
+    """
+    return SubpixelConvTranspose.apply(x, layer.weight.to(x.dtype), layer.bias.to(x.dtype))
+
+
 class ConvDecoder(nn.Module):
     """(..., features) -> mean image (..., 3, 64, 64).
 
@@ -57,10 +103,10 @@ class ConvDecoder(nn.Module):
     stride 2: 1 -> 5 -> 13 -> 30 -> 64 pixels.
 
     With `fast` (the default, config model.fast_deconv), the same layers and weights are
-    evaluated as a matmul (first layer, 1 x 1 input) and a sub-pixel conv (second layer, 5 x 5
-    input); the last two stay transposed convs, which measured faster there (the third layer
-    as a sub-pixel conv made a whole update 6 % slower, paired A/B at both the paper and the
-    cpu preset).
+    evaluated as a matmul (first layer, 1 x 1 input) and, for the second and last layers, as
+    `SubpixelConvTranspose` (a sub-pixel conv forward, the transposed conv's own backward). The
+    third stays a plain transposed conv: its deconvolution forward was as fast as the sub-pixel
+    conv plus its pixel shuffle, and a whole update 6 % slower with the sub-pixel form.
     """
 
     def __init__(self, features_size: int, depth: int = 32, activation: str = "relu",
@@ -94,14 +140,13 @@ class ConvDecoder(nn.Module):
         first, last = layers[0], layers[-1]
         x = conv_transpose_as_matmul(hidden, first.weight, first.bias)  # (N, 128, 5, 5)
         x = layers[1](self._layout(x))
-        second = layers[2]  # 5 -> 13 pixels
-        x = conv_transpose_as_subpixel_conv(x, second.weight, second.bias)
+        x = conv_transpose_fast(layers[2], x)  # 5 -> 13 pixels
         # Layout before the activation, so that the activation's output, which autograd saves
         # for both the activation and the next conv, is the only copy kept (a layout copy
         # after it would be saved too).
         x = layers[3](self._layout(x))
         x = layers[5](layers[4](x))  # 13 -> 30 pixels, a transposed conv (keeps the layout)
-        return last(x)  # 30 -> 64 pixels, (N, 3, 64, 64)
+        return conv_transpose_fast(last, x)  # 30 -> 64 pixels, (N, 3, 64, 64)
 
 
 class MLPDecoder(nn.Module):
