@@ -7,10 +7,11 @@ a noisy, shared machine slows both alike; the table gives medians and the ratio 
                 step at 320x240 and resizes (what a straightforward port does)
     fast        what `planet train` uses by default: bf16 autocast where the hardware is fast
                 at it (float32 weights and loss), channels-last, the decoder's transposed convs
-                as a matmul and a sub-pixel conv, the batched planner (its rollout torch.compile'd
-                where planner.compile is on: the cpu preset); one 64x64 render per step;
-                glibc malloc keeping freed memory for reuse (process-wide, so both paths'
-                timings here get it; the peak-RSS figure runs each path in its own process)
+                as a matmul and sub-pixel convs (models.decoders), the batched planner (its
+                rollout torch.compile'd where planner.compile is on: the cpu preset); one 64x64
+                render per step; glibc malloc keeping freed memory for reuse (process-wide,
+                so both paths' timings here get it; the peak-RSS figure runs each path in its
+                own process)
 
 For every model figure it also counts the FLOPs of the matrix products and convolutions
 (forward and backward, torch.utils.flop_counter), measures a matmul peak for each dtype, and

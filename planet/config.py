@@ -52,8 +52,9 @@ class ModelConfig:
     activation: str = "relu"
     """Activation of every hidden layer: relu or elu (paper: relu)."""
     fast_deconv: bool = True
-    """Run the decoder's first stride-2 transposed conv as a matmul (its input is 1x1) and the
-    second as a sub-pixel conv: the same function and weights, faster on CPU (`planet bench`)."""
+    """Run the decoder's first stride-2 transposed conv as a matmul (its input is 1x1), and the
+    second and last forward as sub-pixel convs with the transposed conv's own backward: the same
+    function and weights, faster on CPU (`planet bench`)."""
     channels_last: bool = True
     """Channels-last memory layout in the conv nets (faster oneDNN kernels on CPU)."""
 
