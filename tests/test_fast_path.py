@@ -64,10 +64,13 @@ def test_subpixel_forward_transposed_backward_has_exact_gradients(kernel, size, 
     actual = SubpixelConvTranspose.apply(*inputs)
     torch.testing.assert_close(actual, expected)
     assert torch.autograd.gradcheck(SubpixelConvTranspose.apply, inputs)
-    # Only the gradients asked for are computed.
-    (grad_x,) = torch.autograd.grad(SubpixelConvTranspose.apply(x, weight.detach(), bias.detach())
-                                    .sum(), [x])
-    assert grad_x.shape == x.shape
+    # With constant weights only the input's gradient is asked of convolution_backward.
+    upstream = torch.randn_like(expected)
+    (grad_x,) = torch.autograd.grad(
+        SubpixelConvTranspose.apply(x, weight.detach(), bias.detach()), [x], upstream
+    )
+    (want,) = torch.autograd.grad(expected, [x], upstream)
+    torch.testing.assert_close(grad_x, want)
 
 
 def test_matmul_equals_transposed_conv_on_a_1x1_map():
