@@ -25,7 +25,7 @@ from planet.bench import (
 from planet.config import apply_overrides, make_config
 from planet.models.decoders import (
     ConvDecoder,
-    SubpixelConvTranspose,
+    StrideTwoConvTranspose,
     conv_transpose_as_matmul,
     conv_transpose_as_subpixel_conv,
 )
@@ -48,10 +48,11 @@ def test_subpixel_conv_equals_transposed_conv(kernel, size, cin, cout):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("subpixel", [False, True])
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("kernel,size,cin,cout", [(5, 5, 4, 3), (6, 7, 3, 2)])
-def test_subpixel_forward_transposed_backward_has_exact_gradients(kernel, size, cin, cout,
-                                                                 channels_last):
+def test_stride_two_conv_transpose_has_exact_gradients(kernel, size, cin, cout, channels_last,
+                                                       subpixel):
     """gradcheck in float64: the hand-wired backward is the true derivative of the forward."""
     torch.manual_seed(0)
     x = torch.randn(2, cin, size, size, dtype=torch.float64)
@@ -61,13 +62,15 @@ def test_subpixel_forward_transposed_backward_has_exact_gradients(kernel, size, 
     bias = torch.randn(cout, dtype=torch.float64)
     inputs = [t.requires_grad_() for t in (x, weight, bias)]
     expected = torch.nn.functional.conv_transpose2d(x, weight, bias, stride=2)
-    actual = SubpixelConvTranspose.apply(*inputs)
+    actual = StrideTwoConvTranspose.apply(*inputs, subpixel)
     torch.testing.assert_close(actual, expected)
-    assert torch.autograd.gradcheck(SubpixelConvTranspose.apply, inputs)
+    assert torch.autograd.gradcheck(
+        lambda *tensors: StrideTwoConvTranspose.apply(*tensors, subpixel), inputs
+    )
     # With constant weights only the input's gradient is asked of convolution_backward.
     upstream = torch.randn_like(expected)
     (grad_x,) = torch.autograd.grad(
-        SubpixelConvTranspose.apply(x, weight.detach(), bias.detach()), [x], upstream
+        StrideTwoConvTranspose.apply(x, weight.detach(), bias.detach(), subpixel), [x], upstream
     )
     (want,) = torch.autograd.grad(expected, [x], upstream)
     torch.testing.assert_close(grad_x, want)

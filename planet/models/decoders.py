@@ -50,26 +50,33 @@ def conv_transpose_as_subpixel_conv(
     return F.pixel_shuffle(out, 2)[..., :crop, :crop]
 
 
-class SubpixelConvTranspose(torch.autograd.Function):
-    """Stride-2 transposed conv: forward as a sub-pixel conv, backward as the transposed conv.
+class StrideTwoConvTranspose(torch.autograd.Function):
+    """A stride-2 transposed conv whose forward and backward each take the faster oneDNN kernel.
 
-    Each half takes the faster of the two kernels (oneDNN, bf16, CPU). For the decoder's last
-    layer (30 -> 64 pixels, 3 output channels) at the paper's batch of 2500 frames, the forward
-    pass took 0.10 s as a dense stride-1 conv (`conv_transpose_as_subpixel_conv`) plus 0.05 s
-    for its pixel shuffle, against 0.30 s as a deconvolution. Backward, it is the other way
-    round: the sub-pixel conv's weight gradient (implicit padding) falls back to a plain gemm
-    kernel, 0.55 s against 0.07 s for the transposed conv's weight gradient, and the incoming
-    gradient would have to be un-shuffled first. So `backward` calls the transposed conv's own
-    backward on the same (x, weight), the only tensors saved, as for the plain layer. Used for
-    the second and last layers, it made a whole paper-config update take 0.85x the time of the
-    previous decoder (second layer a sub-pixel conv with autograd's backward, last layer a plain
-    transposed conv; 14 pairs in one process). Measured on CPU only; no GPU was at hand.
+    Forward, as a sub-pixel conv (`subpixel=True`, `conv_transpose_as_subpixel_conv`) or as the
+    deconvolution. Backward, always the transposed conv's own input and weight gradients, on the
+    same (x, weight), which are the only tensors saved, as for the plain layer; the bias gradient
+    is a plain sum over (N, H, W). Times at the paper's batch of 2500 frames (bf16, 2 threads):
+    - the last layer's forward (30 -> 64 pixels, 3 output channels) took 0.10 s as a dense
+      stride-1 conv plus 0.05 s for its pixel shuffle, against 0.30 s as a deconvolution;
+    - the sub-pixel conv's own weight gradient (implicit padding) fell back to a plain gemm
+      kernel: 0.55 s for the last layer, against 0.07 s for the transposed conv's;
+    - oneDNN's deconvolution backward took about 0.1 s more per layer when it also computed
+      the bias gradient (0.30 against 0.19 s for the second layer); the sum takes a few ms.
+    A whole paper-config update took 0.85x the time of the previous decoder with the first two
+    (second layer a sub-pixel conv with autograd's backward, last layer a plain transposed
+    conv; 14 pairs in one process), and 0.92-0.94x of that again with the third layer through
+    here too and the bias gradients outside oneDNN (paired; 0.91x at the cpu preset, 40 pairs).
+    Measured on CPU only; no GPU was at hand.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                subpixel: bool) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        return conv_transpose_as_subpixel_conv(x, weight, bias)
+        if subpixel:
+            return conv_transpose_as_subpixel_conv(x, weight, bias)
+        return F.conv_transpose2d(x, weight, bias, stride=2)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -78,23 +85,30 @@ class SubpixelConvTranspose(torch.autograd.Function):
             grad = grad.contiguous(memory_format=torch.channels_last)
         else:
             grad = grad.contiguous()
-        grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-            grad, x, weight, [weight.shape[1]],
+        needs_x, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        grad_x, grad_weight, _ = torch.ops.aten.convolution_backward(
+            grad, x, weight, None,  # no bias sizes: its gradient is the sum below
             [2, 2], [0, 0], [1, 1],  # stride, padding, dilation
             True, [0, 0], 1,  # transposed, output padding, groups
-            list(ctx.needs_input_grad),
+            [needs_x, needs_weight, False],
         )
-        return grad_x, grad_weight, grad_bias
+        grad_bias = (
+            grad.sum((0, 2, 3), dtype=torch.float32).to(weight.dtype) if needs_bias else None
+        )
+        return grad_x, grad_weight, grad_bias, None
 
 
-def conv_transpose_fast(layer: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
-    """layer(x) for a stride-2 transposed conv, through SubpixelConvTranspose.
+def conv_transpose_fast(layer: nn.ConvTranspose2d, x: torch.Tensor,
+                        subpixel: bool) -> torch.Tensor:
+    """layer(x) for a stride-2 transposed conv, through StrideTwoConvTranspose.
 
     Under autocast the custom function sees the float32 parameters, so they are cast to the
     input's dtype here, as autocast would for the layer itself (their gradients flow back
     through the cast in float32).
     """
-    return SubpixelConvTranspose.apply(x, layer.weight.to(x.dtype), layer.bias.to(x.dtype))
+    return StrideTwoConvTranspose.apply(
+        x, layer.weight.to(x.dtype), layer.bias.to(x.dtype), subpixel
+    )
 
 
 class ConvDecoder(nn.Module):
@@ -104,10 +118,10 @@ class ConvDecoder(nn.Module):
     stride 2: 1 -> 5 -> 13 -> 30 -> 64 pixels.
 
     With `fast` (the default, config model.fast_deconv), the same layers and weights are
-    evaluated as a matmul (first layer, 1 x 1 input) and, for the second and last layers, as
-    `SubpixelConvTranspose` (a sub-pixel conv forward, the transposed conv's own backward). The
-    third stays a plain transposed conv: as a sub-pixel conv a whole update was 6 % slower, and
-    through `SubpixelConvTranspose` no faster (0.99x, paired).
+    evaluated as a matmul (first layer, 1 x 1 input) and `StrideTwoConvTranspose` (the others):
+    the second and last layers run forward as sub-pixel convs, the third as a deconvolution
+    (as a sub-pixel conv a whole update was 6 % slower, or no faster with the transposed conv's
+    backward: 0.99x, paired).
     """
 
     def __init__(self, features_size: int, depth: int = 32, activation: str = "relu",
@@ -141,13 +155,13 @@ class ConvDecoder(nn.Module):
         first, last = layers[0], layers[-1]
         x = conv_transpose_as_matmul(hidden, first.weight, first.bias)  # (N, 128, 5, 5)
         x = layers[1](self._layout(x))
-        x = conv_transpose_fast(layers[2], x)  # 5 -> 13 pixels
+        x = conv_transpose_fast(layers[2], x, subpixel=True)  # 5 -> 13 pixels
         # Layout before the activation, so that the activation's output, which autograd saves
         # for both the activation and the next conv, is the only copy kept (a layout copy
         # after it would be saved too).
         x = layers[3](self._layout(x))
-        x = layers[5](layers[4](x))  # 13 -> 30 pixels, a transposed conv (keeps the layout)
-        return conv_transpose_fast(last, x)  # 30 -> 64 pixels, (N, 3, 64, 64)
+        x = layers[5](conv_transpose_fast(layers[4], x, subpixel=False))  # 13 -> 30 pixels
+        return conv_transpose_fast(last, x, subpixel=True)  # 30 -> 64 pixels, (N, 3, 64, 64)
 
 
 class MLPDecoder(nn.Module):
