@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> dict:
     from planet.config import ConfigError, make_config, parse_assignments
     from planet.resume import private_rng
     from planet.train import train
+    from planet.utils import choose_device
 
     if args.minutes <= 0 or args.eval_every <= 0 or args.eval_episodes <= 0:
         raise ConfigError("--minutes, --eval-every and --eval-episodes must be positive")
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> dict:
         overrides["device"] = args.device
     overrides.update(parse_assignments(args.set))
     config = make_config(args.preset, overrides)
+    choose_device(config.device)  # a bad --device fails here, before the output folder exists
     name = f"{args.env.replace(':', '_')}-{config.preset.replace(',', '+')}-s{args.seed}"
     out = Path(args.out or Path("results") / "learning" / name)
     out.mkdir(parents=True, exist_ok=True)

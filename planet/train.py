@@ -248,7 +248,8 @@ def _train(
         raise TrainError(f"{run_dir} holds checkpoints but no config.json, so it cannot be "
                          "resumed safely; restore config.json or use a new --run-dir")
     changes = check_resume_config(load_run_config(run_dir), config) if resuming else []
-    env = env_from_config(config, config.seed)  # a bad env fails here, before anything is written
+    choose_device(config.device)  # a bad --device or env fails here, before anything is written
+    env = env_from_config(config, config.seed)
     for directory in (checkpoint_dir, episodes_dir):
         directory.mkdir(parents=True, exist_ok=True)
     for directory in (run_dir, checkpoint_dir, episodes_dir):

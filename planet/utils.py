@@ -25,11 +25,16 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def choose_device(name: str = "auto") -> torch.device:
-    """auto: CUDA when present, else CPU. Asking for cuda without one is an error."""
+    """auto: CUDA when present, else CPU. Asking for cuda without one is a ConfigError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+        from planet.config import ConfigError
+
+        why = (f"this torch build has no CUDA support (torch {torch.__version__})"
+               if torch.version.cuda is None
+               else f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no GPU")
+        raise ConfigError(f"--device cuda was asked for, but {why}; use --device cpu or auto")
     return torch.device(name)
 
 

@@ -12,6 +12,7 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from planet import cli
 from planet.config import make_config
@@ -83,6 +84,18 @@ def test_bad_train_input_is_one_line(args, expected, tmp_path, capsys):
     assert code == 2
     assert expected in line
     assert not run_dir.exists()  # nothing is written before the input is checked
+
+
+@pytest.mark.parametrize("command", ["train", "bench-learning"])
+def test_cuda_asked_for_without_a_gpu_is_one_line(command, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "out"
+    where = ["--run-dir", str(out)] if command == "train" else ["--out", str(out)]
+    code, line = run_cli([command, "--preset", "smoke", "--device", "cuda", *where], capsys)
+    assert code == 2
+    assert "--device cuda was asked for, but" in line
+    assert line.endswith("; use --device cpu or auto")
+    assert not out.exists()
 
 
 def test_wrong_option_type_is_an_argparse_error(capsys):
