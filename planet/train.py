@@ -60,6 +60,7 @@ from planet.resume import (
     set_rng_state,
     test_kill_point,
 )
+from planet.run_lock import hold_run_dir
 from planet.utils import (
     Timer,
     autocast_factory,
@@ -208,6 +209,7 @@ def train(
     log=print,
     fault_hook=None,
     on_episode=None,
+    lock_wait: float = 0.0,
 ) -> dict[str, Any]:
     """Train (or resume) a run in `run_dir`; returns a summary.
 
@@ -217,12 +219,19 @@ def train(
     written stay readable. `fault_hook(learner, chunks)`, for tests, may alter a batch before
     an update. `on_episode(record, components)` runs after each checkpointed episode; returning
     True stops training there (the learning benchmark's wall-clock budget).
+
+    The run holds `run_dir`'s lock (planet.run_lock) from before its first write to its end: a
+    second writer waits up to `lock_wait` seconds, then fails with RunLockedError.
     """
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise TrainError(f"run dir {run_dir} exists and is not a directory")
+    # A bad --device or env fails here, before the run folder (or its lock file) is created.
+    choose_device(config.device)
+    env = env_from_config(config, config.seed)
     try:
-        return _train(config, run_dir, progress, log, fault_hook, on_episode)
+        with hold_run_dir(run_dir, "planet train", wait=lock_wait):
+            return _train(config, run_dir, env, progress, log, fault_hook, on_episode)
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
@@ -235,7 +244,7 @@ def train(
 
 
 def _train(
-    config: Config, run_dir: Path, progress: bool, log, fault_hook, on_episode=None
+    config: Config, run_dir: Path, env, progress: bool, log, fault_hook, on_episode=None
 ) -> dict[str, Any]:
     log = beside_progress_bars(log)  # every message, including the planner's compile lines
     why = f" ({config.preset_reason})" if config.preset_reason else ""
@@ -248,8 +257,6 @@ def _train(
         raise TrainError(f"{run_dir} holds checkpoints but no config.json, so it cannot be "
                          "resumed safely; restore config.json or use a new --run-dir")
     changes = check_resume_config(load_run_config(run_dir), config) if resuming else []
-    choose_device(config.device)  # a bad --device or env fails here, before anything is written
-    env = env_from_config(config, config.seed)
     for directory in (checkpoint_dir, episodes_dir):
         directory.mkdir(parents=True, exist_ok=True)
     for directory in (run_dir, checkpoint_dir, episodes_dir):
