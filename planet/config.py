@@ -12,7 +12,9 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -367,55 +369,109 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
     return overrides
 
 
-def validate(config: Config) -> None:
-    """Reject values no run can use, with a message that names the field."""
-    positive = {
-        "env.image_size": config.env.image_size,
-        "env.max_episode_steps": config.env.max_episode_steps,
-        "model.embedding_size": config.model.embedding_size,
-        "model.belief_size": config.model.belief_size,
-        "model.state_size": config.model.state_size,
-        "model.hidden_size": config.model.hidden_size,
-        "model.reward_hidden_size": config.model.reward_hidden_size,
-        "model.cnn_depth": config.model.cnn_depth,
-        "train.batch_size": config.train.batch_size,
-        "train.chunk_length": config.train.chunk_length,
-        "train.bit_depth": config.train.bit_depth,
-        "train.checkpoint_interval": config.train.checkpoint_interval,
-        "train.test_episodes": config.train.test_episodes,
-        "planner.horizon": config.planner.horizon,
-        "planner.iterations": config.planner.iterations,
-        "planner.candidates": config.planner.candidates,
-        "planner.top_candidates": config.planner.top_candidates,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key} must be positive, got {value}")
-    non_negative = {
-        "env.action_repeat": config.env.action_repeat,
-        "train.episodes": config.train.episodes,
-        "train.seed_episodes": config.train.seed_episodes,
-        "train.collect_interval": config.train.collect_interval,
-        "train.test_interval": config.train.test_interval,
-        "train.image_log_interval": config.train.image_log_interval,
-        "train.free_nats": config.train.free_nats,
-        "train.exploration_noise": config.train.exploration_noise,
-    }
-    for key, value in non_negative.items():
-        if value < 0:
-            raise ConfigError(f"{key} must be >= 0, got {value}")
+# --- validation: one row of rules per field --------------------------------------------------
+@dataclass(frozen=True)
+class Rule:
+    """One condition on a field's value, and how a failure reads: '<field> <says>, got <v>'."""
+
+    holds: Callable[[Any], bool]
+    says: str
+
+
+POSITIVE = Rule(lambda value: value > 0, "must be positive")
+NON_NEGATIVE = Rule(lambda value: value >= 0, "must be >= 0")
+
+
+def at_least(low: int) -> Rule:
+    return Rule(lambda value: value >= low, f"must be at least {low}")
+
+
+def at_most(high: int) -> Rule:
+    return Rule(lambda value: value <= high, f"must be at most {high}")
+
+
+def one_of(*choices: str) -> Rule:
+    return Rule(lambda value: value in choices, "must be " + ", ".join(choices[:-1])
+                + f" or {choices[-1]}")
+
+
+# Every field has a row (tests/test_config.py checks that no field is missing), so a new field
+# needs a decision here. Types are checked on parsing (apply_overrides); every float must also
+# be finite. An empty row: any value of the field's type is fine (bools; names that
+# planet.envs checks; informational strings).
+FIELD_RULES: dict[str, tuple[Rule, ...]] = {
+    "env.name": (),
+    "env.action_repeat": (NON_NEGATIVE,),
+    "env.image_size": (POSITIVE,),  # and 64 for pixels: see CROSS_FIELD_RULES
+    "env.symbolic": (),
+    "env.max_episode_steps": (POSITIVE,),
+    "model.embedding_size": (POSITIVE,),
+    "model.belief_size": (POSITIVE,),
+    "model.state_size": (POSITIVE,),
+    "model.hidden_size": (POSITIVE,),
+    "model.reward_hidden_size": (POSITIVE,),
+    "model.min_stddev": (POSITIVE,),
+    "model.cnn_depth": (POSITIVE,),
+    "model.activation": (one_of("relu", "elu"),),
+    "model.fast_deconv": (),
+    "model.channels_last": (),
+    "train.episodes": (NON_NEGATIVE,),
+    "train.seed_episodes": (NON_NEGATIVE,),
+    "train.collect_interval": (NON_NEGATIVE,),
+    "train.batch_size": (POSITIVE,),
+    "train.chunk_length": (POSITIVE, at_least(2)),
+    "train.learning_rate": (POSITIVE,),
+    "train.adam_eps": (POSITIVE,),
+    "train.grad_clip_norm": (POSITIVE,),
+    "train.free_nats": (NON_NEGATIVE,),
+    "train.reward_scale": (NON_NEGATIVE,),
+    "train.overshooting": (),
+    "train.overshooting_distance": (POSITIVE,),
+    "train.overshooting_kl_scale": (NON_NEGATIVE,),
+    "train.bit_depth": (POSITIVE, at_most(8)),
+    "train.exploration_noise": (NON_NEGATIVE,),
+    "train.test_interval": (NON_NEGATIVE,),
+    "train.test_episodes": (POSITIVE,),
+    "train.checkpoint_interval": (POSITIVE,),
+    "train.image_log_interval": (NON_NEGATIVE,),
+    "train.precision": (one_of("auto", "bfloat16", "float32"),),
+    "train.deterministic": (),
+    "train.max_episodes_in_memory": (NON_NEGATIVE,),
+    "train.reuse_host_memory": (),
+    "planner.horizon": (POSITIVE,),
+    "planner.iterations": (POSITIVE,),
+    "planner.candidates": (POSITIVE,),
+    "planner.top_candidates": (POSITIVE,),
+    "planner.compile": (),
+    # numpy's legacy seeding (np.random.seed) takes 0 .. 2**32 - 1.
+    "seed": (NON_NEGATIVE, at_most(2**32 - 1)),
+    "device": (one_of("auto", "cpu", "cuda"),),
+    "preset": (),
+    "preset_reason": (),
+}
+
+
+def _cross_field_problem(config: Config) -> str | None:
     if config.planner.top_candidates > config.planner.candidates:
-        raise ConfigError("planner.top_candidates must not exceed planner.candidates")
-    if config.train.bit_depth > 8:
-        raise ConfigError("train.bit_depth must be at most 8")
-    if config.model.activation not in ("relu", "elu"):
-        raise ConfigError("model.activation must be relu or elu")
-    if config.train.precision not in ("auto", "bfloat16", "float32"):
-        raise ConfigError("train.precision must be auto, bfloat16 or float32")
-    if config.device not in ("auto", "cpu", "cuda"):
-        raise ConfigError("device must be auto, cpu or cuda")
-    if config.train.chunk_length < 2:
-        raise ConfigError("train.chunk_length must be at least 2")
+        return (f"planner.top_candidates must not exceed planner.candidates, got "
+                f"{config.planner.top_candidates} > {config.planner.candidates}")
+    if not config.env.symbolic and config.env.image_size != 64:
+        return (f"env.image_size must be 64 for pixel observations (the encoder and decoder "
+                f"take 64x64 frames), got {config.env.image_size}")
+    return None
+
+
+def validate(config: Config) -> None:
+    """Reject values no run can use, with a one-line message that names the field."""
+    for key, value in flatten(config.to_dict()).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}")
+        for rule in FIELD_RULES[key]:
+            if not rule.holds(value):
+                raise ConfigError(f"{key} {rule.says}, got {value!r}")
+    problem = _cross_field_problem(config)
+    if problem:
+        raise ConfigError(problem)
 
 
 def make_config(preset: str = "paper", overrides: dict[str, Any] | None = None) -> Config:

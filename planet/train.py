@@ -36,7 +36,7 @@ from planet.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from planet.config import Config
+from planet.config import Config, validate
 from planet.data.preprocess import to_display
 from planet.data.replay import (
     EpisodeReplay,
@@ -224,6 +224,7 @@ def train(
     second writer waits up to `lock_wait` seconds, then fails with RunLockedError.
     """
     run_dir = Path(run_dir)
+    validate(config)  # a config changed in code after it was resolved is checked too
     if run_dir.exists() and not run_dir.is_dir():
         raise TrainError(f"run dir {run_dir} exists and is not a directory")
     # A bad --device or env fails here, before the run folder (or its lock file) is created.

@@ -75,6 +75,10 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
         (["--set", "train.chunk_length=0"], "train.chunk_length must be positive, got 0"),
         (["--preset", "tiny"], "unknown preset 'tiny'"),
         (["--episodes", "-1"], "--episodes must be >= 0, got -1"),
+        (["--set", "train.learning_rate=nan"], "train.learning_rate must be a finite number"),
+        (["--set", "env.image_size=32"], "env.image_size must be 64 for pixel observations"),
+        (["--seed", "-1"], "seed must be >= 0, got -1"),
+        (["--set", "model.min_stddev=-5"], "model.min_stddev must be positive, got -5.0"),
     ],
 )
 def test_bad_train_input_is_one_line(args, expected, tmp_path, capsys):

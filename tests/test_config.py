@@ -3,6 +3,7 @@ import json
 import pytest
 
 from planet.config import (
+    FIELD_RULES,
     PRESETS,
     Config,
     ConfigError,
@@ -69,6 +70,54 @@ def test_invalid_values_are_refused():
         apply_overrides(Config(), {"train.episodes": -1})
     with pytest.raises(ConfigError, match="top_candidates"):
         apply_overrides(Config(), {"planner.top_candidates": 2000})
+
+
+def test_every_field_has_a_row_of_rules():
+    assert sorted(FIELD_RULES) == sorted(name for name, _, _, _ in field_docs())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("train.learning_rate", "nan", "train.learning_rate must be a finite number, got nan"),
+        ("train.learning_rate", "0", "train.learning_rate must be positive, got 0.0"),
+        ("train.adam_eps", "-1e-4", "train.adam_eps must be positive"),
+        ("train.grad_clip_norm", "inf", "train.grad_clip_norm must be a finite number, got inf"),
+        ("train.free_nats", "-inf", "train.free_nats must be a finite number, got -inf"),
+        ("train.reward_scale", "-1", "train.reward_scale must be >= 0, got -1.0"),
+        ("train.exploration_noise", "-0.3", "train.exploration_noise must be >= 0"),
+        ("train.overshooting_distance", "0", "train.overshooting_distance must be positive"),
+        ("train.bit_depth", "9", "train.bit_depth must be at most 8, got 9"),
+        ("train.max_episodes_in_memory", "-1", "train.max_episodes_in_memory must be >= 0"),
+        ("train.chunk_length", "1", "train.chunk_length must be at least 2, got 1"),
+        ("model.min_stddev", "0", "model.min_stddev must be positive, got 0.0"),
+        ("model.min_stddev", "-5", "model.min_stddev must be positive, got -5.0"),
+        ("model.activation", "tanh", "model.activation must be relu or elu, got 'tanh'"),
+        ("env.image_size", "32", "env.image_size must be 64 for pixel observations"),
+        ("env.image_size", "-64", "env.image_size must be positive"),
+        ("seed", "-1", "seed must be >= 0, got -1"),
+        ("seed", str(2**32), "seed must be at most 4294967295"),
+        ("device", "tpu", "device must be auto, cpu or cuda, got 'tpu'"),
+    ],
+)
+def test_out_of_range_values_are_refused(key, value, message):
+    with pytest.raises(ConfigError) as refused:
+        apply_overrides(Config(), {key: value})
+    assert message in str(refused.value)
+
+
+def test_image_size_is_free_for_state_observations():
+    config = apply_overrides(Config(), {"env.symbolic": "true", "env.image_size": "32"})
+    assert config.env.image_size == 32
+
+
+def test_a_saved_config_with_a_bad_value_is_refused(tmp_path):
+    path = tmp_path / "config.json"
+    data = Config().to_dict()
+    data["model"]["min_stddev"] = -5.0
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="model.min_stddev must be positive"):
+        Config.load(path)
 
 
 def test_presets_stack_left_to_right():
