@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from planet.config import Config, flatten
 from planet.data.replay import atomic_write_bytes
 
 MAGIC = b"PLANETCK"
@@ -58,6 +59,46 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
             f"checkpoint {path} passes its checksum but cannot be loaded "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
             "it was probably written by an incompatible version of planet or torch"
+        ) from None
+
+
+# Config sections that decide the weights' shapes and what they mean: a checkpoint whose saved
+# config differs from config.json in any of these is refused.
+MODEL_SECTIONS = ("model.", "env.name", "env.symbolic", "env.image_size", "env.action_repeat")
+
+
+def check_fits_config(config: Config, payload: dict, path: Path, config_path: Path) -> None:
+    """Refuse, in one line, a checkpoint saved under a config that builds another model (for
+    instance after config.json was edited to another model size)."""
+    if "model" not in payload:
+        raise CheckpointError(f"checkpoint {path} holds no model weights")
+    saved = payload.get("config")
+    if not isinstance(saved, dict):
+        return  # an old checkpoint without its config: load_model_weights still checks shapes
+    old, new = flatten(saved), flatten(config.to_dict())
+    differ = [
+        key for key in sorted(new)
+        if key.startswith(MODEL_SECTIONS) and key in old and old[key] != new[key]
+    ]
+    if differ:
+        details = ", ".join(f"{key} {old[key]!r} vs {new[key]!r}" for key in differ[:3])
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise CheckpointError(
+            f"checkpoint {path} comes from an incompatible config (checkpoint vs "
+            f"{config_path}: {details}{more})"
+        )
+
+
+def load_model_weights(model: torch.nn.Module, payload: dict, path: Path,
+                       config_path: Path) -> None:
+    """model.load_state_dict, with a shape mismatch reported in one line, not PyTorch's list."""
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the model in {config_path}: {detail}"
         ) from None
 
 

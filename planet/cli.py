@@ -178,6 +178,17 @@ COMMANDS = {"train": command_train, "presets": command_presets}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `planet ARGV`; returns the exit status (2: bad input, 130: Ctrl-C)."""
+    try:
+        return _parse_and_run(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before the command started: building the parser and importing the error
+        # types imports torch, which takes a second or more.
+        print("planet: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parse_and_run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -186,9 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     from planet.checkpoint import CheckpointError
     from planet.data.replay import ReplayError
     from planet.envs import EnvError
+    from planet.logging import MetricsError
     from planet.train import TrainError
 
-    expected = (UsageError, ConfigError, EnvError, TrainError, CheckpointError, ReplayError)
+    expected = (UsageError, ConfigError, EnvError, TrainError, CheckpointError, ReplayError,
+                MetricsError)
     try:
         if args.command in COMMANDS:
             return COMMANDS[args.command](args)

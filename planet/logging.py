@@ -74,8 +74,42 @@ class Logger:
             self.writer.close()
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+class MetricsError(ValueError):
+    """An unreadable line in metrics.jsonl; the message names the file and the line."""
+
+
+def parse_metrics(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[int]]:
+    """metrics.jsonl text -> ([(line number, record)], [line numbers that are not a JSON
+    object]); line numbers count from 1, blank lines are skipped."""
+    records, bad = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            records.append((number, record))
+        else:
+            bad.append(number)
+    return records, bad
+
+
+def read_metrics(run_dir: str | Path, warn=None) -> list[dict[str, Any]]:
+    """The records of RUN_DIR/metrics.jsonl ([] when it does not exist).
+
+    A line that does not parse (a half line at the end, while a run writes or after a power
+    loss) is skipped and reported through `warn(message)`; without `warn` it raises
+    MetricsError.
+    """
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records, bad = parse_metrics(path.read_text(errors="replace"))
+    for number in bad:
+        message = f"{path} line {number} is not a complete JSON object (cut short?)"
+        if warn is None:
+            raise MetricsError(message)
+        warn(f"warning: {message}; skipped")
+    return [record for _, record in records]

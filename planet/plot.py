@@ -14,6 +14,7 @@ drawn as markers when the runs reach at least a fifth of that many steps.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +54,15 @@ def run_label(run_dir: Path) -> str:
     return "/".join(parts[-2:])
 
 
+def warn_on_stderr(message: str) -> None:
+    print(f"planet plot: {message}", file=sys.stderr)
+
+
 def load_curves(run_dir: Path) -> dict:
     if not run_dir.is_dir():
         raise TrainError(f"run dir {run_dir} does not exist")
     config = load_run_config(run_dir)
-    records = read_metrics(run_dir)
+    records = read_metrics(run_dir, warn=warn_on_stderr)
     if not records:
         raise TrainError(f"no metrics in {run_dir / 'metrics.jsonl'}; has the run trained?")
     train = [(r["env_steps"], r["return"]) for r in records if "return" in r]

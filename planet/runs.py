@@ -17,17 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from planet.checkpoint import CheckpointError, load_checkpoint, load_latest
+from planet.checkpoint import (
+    CheckpointError,
+    check_fits_config,
+    load_checkpoint,
+    load_latest,
+    load_model_weights,
+)
 from planet.cli import UsageError
-from planet.config import Config, apply_overrides, flatten
+from planet.config import Config, apply_overrides
 from planet.train import Components, TrainError, build, load_run_config
 
 GREEN = (40, 200, 60)  # context frames (posterior, the model saw them)
 RED = (230, 50, 40)  # open-loop frames (prior, the model did not see them)
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".gif")
-# Config sections that decide the weights' shapes and what they mean: a checkpoint whose saved
-# config differs from config.json in any of these is refused.
-MODEL_SECTIONS = ("model.", "env.name", "env.symbolic", "env.image_size", "env.action_repeat")
 
 
 class MediaError(UsageError):
@@ -100,41 +103,14 @@ def load_run(
         if not path.is_file():
             raise CheckpointError(f"checkpoint {path} not found")
         payload = load_checkpoint(path)
-    _check_compatible(config, payload, path, run_dir)
+    check_fits_config(config, payload, path, run_dir / "config.json")
     components = build(config, env, log=warn)
-    try:
-        components.model.load_state_dict(payload["model"])
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        raise CheckpointError(
-            f"checkpoint {path} does not fit the model in {run_dir / 'config.json'}: {detail}"
-        ) from None
+    load_model_weights(components.model, payload, path, run_dir / "config.json")
     components.model.eval()
     return LoadedRun(
         run_dir, config, components, path,
         int(payload.get("episode", 0)), int(payload.get("env_steps", 0)),
     )
-
-
-def _check_compatible(config: Config, payload: dict, path: Path, run_dir: Path) -> None:
-    if "model" not in payload:
-        raise CheckpointError(f"checkpoint {path} holds no model weights")
-    saved = payload.get("config")
-    if not isinstance(saved, dict):
-        return  # an old checkpoint without its config: load_state_dict still checks shapes
-    old, new = flatten(saved), flatten(config.to_dict())
-    differ = [
-        key for key in sorted(new)
-        if key.startswith(MODEL_SECTIONS) and key in old and old[key] != new[key]
-    ]
-    if differ:
-        details = ", ".join(f"{key} {old[key]!r} vs {new[key]!r}" for key in differ[:3])
-        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
-        raise CheckpointError(
-            f"checkpoint {path} comes from an incompatible config (checkpoint vs "
-            f"{run_dir / 'config.json'}: {details}{more})"
-        )
 
 
 # --- frames ----------------------------------------------------------------------------------

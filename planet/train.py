@@ -31,8 +31,10 @@ from tqdm.auto import tqdm
 from planet.agent import Agent
 from planet.checkpoint import (
     CheckpointError,
+    check_fits_config,
     checkpoint_path,
     list_checkpoints,
+    load_model_weights,
     prune_checkpoints,
     save_checkpoint,
 )
@@ -265,6 +267,8 @@ def _train(
 
     # --- resume or start ---
     found = resume_point(run_dir, config, log) if resuming else None
+    if found is not None:  # config.json edited to another model: one line, before building
+        check_fits_config(config, found[1], found[0], config_path)
     seed_everything(config.seed, config.train.deterministic)
     components = build(config, env, log=log)
     model, learner, agent = components.model, components.learner, components.agent
@@ -276,7 +280,7 @@ def _train(
         )
     else:
         path, payload, replay = found
-        model.load_state_dict(payload["model"])
+        load_model_weights(model, payload, path, config_path)
         learner.optimizer.load_state_dict(payload["optimizer"])
         set_rng_state(payload["rng"], replay_rng)
         start_episode = int(payload["episode"])

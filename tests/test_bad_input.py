@@ -6,6 +6,7 @@ real exit status and stderr of the entry point.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -16,6 +17,7 @@ import torch
 
 from planet import cli
 from planet.config import make_config
+from planet.logging import MetricsError, read_metrics
 
 # Gymnasium warns before our own check rejects the env; the warning is not what is tested.
 pytestmark = pytest.mark.filterwarnings("ignore:.*not in the possible render_modes")
@@ -176,3 +178,69 @@ def test_checkpoints_without_config_json_are_not_overwritten(tmp_path, capsys):
                           "--run-dir", str(run_dir)], capsys)
     assert code == 2 and "holds checkpoints but no config.json" in line
     assert checkpoint.read_bytes() == b"weights"
+
+
+# --- issue 20: the remaining tracebacks -------------------------------------------------------
+TINY_RUN_ARGS = ["--preset", "smoke", "--env", "toy:dot", "--episodes", "2", "--no-progress",
+                 "--set", "train.seed_episodes=1", "--set", "env.max_episode_steps=10"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A toy:dot run of 2 short episodes (one planned) with 2 checkpoints (a few seconds)."""
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    assert cli.main(["train", *TINY_RUN_ARGS, "--run-dir", str(run_dir)]) == 0
+    return run_dir
+
+
+def copy_run(run_dir, tmp_path):
+    import shutil
+
+    return shutil.copytree(run_dir, tmp_path / "copy")
+
+
+def test_unknown_mujoco_gl_is_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("MUJOCO_GL", "nonsense")
+    run_dir = tmp_path / "run"
+    code, line = run_cli(["train", "--preset", "smoke", "--env", "cartpole-swingup",
+                          "--run-dir", str(run_dir)], capsys)
+    assert code == 2
+    assert "MUJOCO_GL='nonsense' is not a rendering backend MuJoCo can use" in line
+    assert not run_dir.exists()
+
+
+def test_resume_after_config_json_was_edited_to_another_model_size(tiny_run, tmp_path, capsys):
+    run_dir = copy_run(tiny_run, tmp_path)
+    config_path = run_dir / "config.json"
+    saved = json.loads(config_path.read_text())
+    saved["model"]["belief_size"] = 64
+    config_path.write_text(json.dumps(saved))
+    before = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    code, line = run_cli(["train", "--resume", str(run_dir), "--episodes", "3",
+                          "--no-progress"], capsys)
+    assert code == 2
+    assert "comes from an incompatible config" in line and "model.belief_size 32 vs 64" in line
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == before  # none set aside
+
+
+def test_plot_skips_a_half_line_at_the_end_of_metrics(tiny_run, tmp_path, capsys):
+    run_dir = copy_run(tiny_run, tmp_path)
+    with open(run_dir / "metrics.jsonl", "a") as handle:
+        handle.write('{"episode": 2, "env_st')
+    out = tmp_path / "curve.png"
+    code = cli.main(["plot", str(run_dir), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 0 and out.exists()
+    assert err == [f"planet plot: warning: {run_dir / 'metrics.jsonl'} line 3 is not a complete "
+                   "JSON object (cut short?); skipped"]
+    with pytest.raises(MetricsError, match="line 3 is not a complete JSON object"):
+        read_metrics(run_dir)
+
+
+def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["train"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["planet: interrupted"]

@@ -34,7 +34,7 @@ def make_dmc_env(name: str, seed: int, image_size: int, symbolic: bool) -> gym.E
 
     # Chosen even for symbolic runs: dm_control imports a GL backend either way, and GLFW warns
     # without a display.
-    if choose_gl_backend() is None and not symbolic:
+    if choose_gl_backend(symbolic) is None and not symbolic:
         from planet.envs.wrappers import EnvError
 
         raise EnvError(missing_gl_message())

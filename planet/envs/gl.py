@@ -11,6 +11,9 @@ import ctypes.util
 import os
 
 EGL_PACKAGES = "libegl1 libopengl0 libegl-mesa0 libgl1-mesa-dri"
+RENDERING_BACKENDS = ("egl", "osmesa", "glfw")
+# dm_control's spellings for "no rendering": fine for state observations only.
+NO_RENDERING = ("", "0", "false", "off", "disable", "disabled")
 OSMESA_PACKAGES = "libosmesa6"
 
 
@@ -18,10 +21,26 @@ def _has_library(name: str) -> bool:
     return ctypes.util.find_library(name) is not None
 
 
-def choose_gl_backend() -> str | None:
-    """Set MUJOCO_GL (if unset) to a backend whose libraries exist; return it, or None."""
+def check_user_backend(backend: str, symbolic: bool) -> None:
+    """Refuse a MUJOCO_GL value that MuJoCo cannot render with, before dm_control reads it
+    (dm_control raises a RuntimeError at import for unknown values)."""
+    if backend.lower() in RENDERING_BACKENDS or (symbolic and backend.lower() in NO_RENDERING):
+        return
+    from planet.envs.wrappers import EnvError
+
+    raise EnvError(
+        f"MUJOCO_GL={backend!r} is not a rendering backend MuJoCo can use; set it to "
+        f"{', '.join(RENDERING_BACKENDS)}, or unset it and planet picks one"
+    )
+
+
+def choose_gl_backend(symbolic: bool = False) -> str | None:
+    """Set MUJOCO_GL (if unset) to a backend whose libraries exist; return it, or None.
+
+    A value the user set is kept when MuJoCo can use it, and refused (EnvError) otherwise."""
     if os.environ.get("MUJOCO_GL"):
         backend = os.environ["MUJOCO_GL"]
+        check_user_backend(backend, symbolic)
     elif _has_library("EGL") and _has_library("OpenGL"):
         backend = "egl"
     elif _has_library("OSMesa"):
