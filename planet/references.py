@@ -1,0 +1,62 @@
+"""Published returns on the six PlaNet tasks, with their sources: what our runs are compared to.
+
+Every figure is a mean over seeds of the return of noise-free evaluation episodes, as the
+source's table prints it. Env steps count action repeats (1000 env steps per episode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TASKS = (
+    "cartpole-swingup",
+    "reacher-easy",
+    "cheetah-run",
+    "finger-spin",
+    "ball_in_cup-catch",
+    "walker-walk",
+)
+
+
+@dataclass(frozen=True)
+class Reference:
+    agent: str
+    env_steps: int
+    source: str
+    returns: dict[str, float]  # task -> mean return
+
+    @property
+    def label(self) -> str:
+        """'PlaNet (CURL)': the agent and, in short, who reported the figure."""
+        return f"{self.agent} ({self.source.split(' ', 1)[0]})"
+
+
+def _row(*values: float) -> dict[str, float]:
+    return dict(zip(TASKS, values, strict=True))
+
+
+CURL = "CURL (Srinivas et al., 2020), Table 1"
+DRQ = "DrQ (Kostrikov et al., 2020), Table 1"
+PLANET = "PlaNet (Hafner et al., 2019), Table 1"
+
+#                                     cartpole reacher cheetah finger  cup  walker
+REFERENCES = (
+    Reference("PlaNet", 100_000, CURL, _row(297, 20, 138, 136, 0, 224)),
+    Reference("PlaNet", 100_000, DRQ, _row(303, 140, 165, 95, 198, 125)),
+    Reference("Dreamer", 100_000, CURL, _row(326, 314, 235, 341, 246, 277)),
+    Reference("PlaNet", 500_000, CURL, _row(475, 210, 305, 561, 460, 351)),
+    Reference("PlaNet", 500_000, DRQ, _row(464, 351, 321, 418, 352, 293)),
+    Reference("Dreamer", 500_000, CURL, _row(762, 793, 570, 796, 879, 897)),
+    # The paper's own table: after 1,000 episodes, i.e. 1M env steps.
+    Reference("PlaNet", 1_000_000, PLANET, _row(821, 832, 662, 700, 930, 951)),
+)
+
+
+def task_of(env_name: str) -> str:
+    """'dmc:cartpole-swingup' -> 'cartpole-swingup'; other names are returned unchanged."""
+    return env_name.split(":", 1)[1] if env_name.startswith("dmc:") else env_name
+
+
+def references_at(env_steps: int) -> list[Reference]:
+    """The published figures reported at exactly `env_steps`."""
+    return [reference for reference in REFERENCES if reference.env_steps == env_steps]
