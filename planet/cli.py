@@ -1,4 +1,5 @@
-"""The `planet` command: train, presets, evaluate, predict, plot, watch, bench, bench-learning.
+"""The `planet` command: train, presets, evaluate, predict, plot, watch, bench, bench-learning,
+sweep, report.
 
 `train` and `presets` live here; the other subcommands live in their own modules (EXTRA_COMMANDS).
 
@@ -96,6 +97,8 @@ EXTRA_COMMANDS = {
     "bench": ("planet.bench", "time the update, planner and env step: reference vs fast path"),
     "bench-learning": ("planet.learning_bench", "train for a wall-clock budget, evaluate at "
                        "fixed times, write learning.json and a curve"),
+    "sweep": ("planet.sweep", "train a grid of tasks x seeds x config values on Ray, resumable"),
+    "report": ("planet.report", "table and figure of a sweep against the published returns"),
 }
 
 

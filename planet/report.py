@@ -1,0 +1,324 @@
+"""Tabulate a sweep against the published numbers: Markdown, JSON and a figure.
+
+    planet report SWEEP_DIR [--at-env-steps 100000,500000] [--out SWEEP_DIR/report]
+
+For each task (and grid value) and each requested env-step count S, every run contributes the
+mean return of its last noise-free evaluation at or before S (no interpolation); runs that have
+not reached S yet are left out of that cell, and the cell says how many seeds it holds. The
+mean and the standard deviation (ddof 0) are over those runs. Published figures for the same S
+(planet.references) sit beside them. The figure has one panel per task: the mean over seeds of
+the evaluation return against env steps, the min-max band over seeds, and the references as
+markers. Runs still training are included up to where they are, and marked so.
+
+Writes OUT.md, OUT.json and OUT.png (default: report.* inside the sweep folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from planet.cli import UsageError
+from planet.references import REFERENCES, TASKS, references_at, task_of
+from planet.resume import TrainError
+
+METHOD = ("mean over seeds of each run's last noise-free evaluation at or before the step "
+          "count (no interpolation); std over seeds with ddof 0; runs that have not reached the "
+          "step count are left out of it")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sweep_dir", metavar="SWEEP_DIR",
+                        help="a sweep folder (planet sweep --out), or any folder of run folders")
+    parser.add_argument("--at-env-steps", default="100000,500000",
+                        help="comma-separated env-step counts for the table "
+                        "(default 100000,500000)")
+    parser.add_argument("--out", help="path without suffix for .md, .json and .png "
+                        "(default SWEEP_DIR/report)")
+
+
+@dataclass
+class Run:
+    name: str
+    task: str
+    grid: str  # 'planner.candidates=100' or ''
+    target_episodes: int
+    evals: list[tuple[int, float]]  # (env steps, eval return), in order
+    env_steps: int  # reached so far
+    episodes: int  # collected so far
+
+    @property
+    def still_going(self) -> bool:
+        return self.episodes < self.target_episodes
+
+
+@dataclass
+class Group:
+    task: str
+    grid: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.task} [{self.grid}]" if self.grid else self.task
+
+
+def read_metrics_lines(path: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl records; a line cut short by a kill is skipped."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def load_runs(sweep_dir: Path) -> list[Run]:
+    """The sweep's runs (sweep.json), or every folder below SWEEP_DIR with a config.json."""
+    from planet.config import Config
+
+    sweep_file = sweep_dir / "sweep.json"
+    if sweep_file.exists():
+        try:
+            listed = json.loads(sweep_file.read_text())["runs"]
+        except (ValueError, KeyError) as error:
+            raise TrainError(f"cannot read {sweep_file}: {error}") from None
+        entries = [(name, entry.get("grid", {})) for name, entry in listed.items()]
+    else:
+        entries = [(path.parent.relative_to(sweep_dir).as_posix(), {})
+                   for path in sorted(sweep_dir.rglob("config.json"))]
+    if not entries:
+        raise TrainError(f"{sweep_dir} holds no runs (no sweep.json and no config.json below it)")
+    runs = []
+    for name, grid in entries:
+        run_dir = sweep_dir / name
+        config_path = run_dir / "config.json"
+        if not config_path.exists():
+            continue  # not started yet
+        try:
+            config = Config.load(config_path)
+        except ValueError as error:
+            raise TrainError(f"cannot read {config_path}: {error}") from None
+        records = read_metrics_lines(run_dir / "metrics.jsonl")
+        evals = [(int(r["env_steps"]), float(r["eval_return"])) for r in records
+                 if "eval_return" in r]
+        runs.append(Run(
+            name=name, task=task_of(config.env.name),
+            grid=",".join(f"{key}={value}" for key, value in grid.items()),
+            target_episodes=config.train.episodes, evals=evals,
+            env_steps=max((int(r["env_steps"]) for r in records), default=0),
+            episodes=len({r["episode"] for r in records}),
+        ))
+    return runs
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    order = {task: index for index, task in enumerate(TASKS)}
+    groups: dict[tuple[str, str], Group] = {}
+    for run in runs:
+        groups.setdefault((run.task, run.grid), Group(run.task, run.grid)).runs.append(run)
+    return sorted(groups.values(), key=lambda g: (order.get(g.task, len(order)), g.task, g.grid))
+
+
+def value_at(run: Run, env_steps: int) -> tuple[float, int] | None:
+    """(return, env steps) of the run's last evaluation at or before `env_steps`, if the run
+    has reached `env_steps`."""
+    if run.env_steps < env_steps:
+        return None
+    earlier = [(steps, value) for steps, value in run.evals if steps <= env_steps]
+    if not earlier:
+        return None
+    steps, value = earlier[-1]
+    return value, steps
+
+
+def summarise(groups: list[Group], at_env_steps: list[int]) -> dict[str, Any]:
+    """The report's numbers, as written to JSON."""
+    rows = []
+    for group in groups:
+        cells = {}
+        for steps in at_env_steps:
+            found = {run.name: value_at(run, steps) for run in group.runs}
+            taken = {name: hit for name, hit in found.items() if hit is not None}
+            values = np.array([value for value, _ in taken.values()], float)
+            cells[str(steps)] = {
+                "mean": float(values.mean()) if len(values) else None,
+                "std": float(values.std()) if len(values) else None,
+                "seeds": len(values),
+                "returns": {name: value for name, (value, _) in taken.items()},
+                "eval_env_steps": {name: at for name, (_, at) in taken.items()},
+                "not_reached": sorted(name for name, hit in found.items() if hit is None),
+            }
+        rows.append({
+            "task": group.task, "grid": group.grid, "runs": [run.name for run in group.runs],
+            "still_going": {run.name: run.env_steps for run in group.runs if run.still_going},
+            "at": cells,
+            "references": {str(steps): {ref.label: ref.returns.get(group.task)
+                                        for ref in references_at(steps)}
+                           for steps in at_env_steps},
+        })
+    return {
+        "method": METHOD,
+        "at_env_steps": at_env_steps,
+        "groups": rows,
+        "sources": sorted({ref.source for ref in REFERENCES}),
+    }
+
+
+def task_means(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Mean over tasks at each step count, for the grids whose every task has a value."""
+    means: dict[str, dict[str, float]] = {}
+    for steps in map(str, summary["at_env_steps"]):
+        by_grid: dict[str, list[float | None]] = {}
+        for row in summary["groups"]:
+            by_grid.setdefault(row["grid"], []).append(row["at"][steps]["mean"])
+        means[steps] = {grid: float(np.mean(values)) for grid, values in by_grid.items()
+                        if values and all(v is not None for v in values)}
+    return means
+
+
+def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
+    lines = [f"# Report: {sweep_dir.name}", "",
+             f"Each cell: {summary['method']}. Shown as mean ± std (seeds).", ""]
+    means = task_means(summary)
+    for steps in summary["at_env_steps"]:
+        key = str(steps)
+        refs = references_at(steps)
+        lines.append(f"## At {steps:,} env steps")
+        lines.append("")
+        header = ["task", "this sweep", *[ref.label for ref in refs]]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "---|" * len(header))
+        for row in summary["groups"]:
+            cell = row["at"][key]
+            if cell["mean"] is None:
+                ours = "not reached"
+            else:
+                ours = f"{cell['mean']:.0f} ± {cell['std']:.0f} ({cell['seeds']})"
+            if row["still_going"]:
+                ours += " *"
+            label = f"{row['task']} [{row['grid']}]" if row["grid"] else row["task"]
+            values = [_number(row["references"][key].get(ref.label)) for ref in refs]
+            lines.append("| " + " | ".join([label, ours, *values]) + " |")
+        for grid, mean in means[key].items():
+            label = f"mean over tasks [{grid}]" if grid else "mean over tasks"
+            ref_means = [_reference_mean(ref, summary) for ref in refs]
+            lines.append("| " + " | ".join([f"**{label}**", f"**{mean:.0f}**", *ref_means]) + " |")
+        lines.append("")
+    going = {name: steps for row in summary["groups"] for name, steps in row["still_going"].items()}
+    if going:
+        lines.append("\\* still training: " + ", ".join(
+            f"{name} (at {steps:,} steps)" for name, steps in sorted(going.items())))
+        lines.append("")
+    lines.append("Sources: " + "; ".join(summary["sources"]) + ".")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}"
+
+
+def _reference_mean(reference, summary: dict[str, Any]) -> str:
+    tasks = {row["task"] for row in summary["groups"]}
+    values = [reference.returns[task] for task in tasks if task in reference.returns]
+    return f"{np.mean(values):.0f}" if values and len(values) == len(tasks) else ""
+
+
+def curve(runs: list[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean, min, max) over runs of the evaluation return; at each step, each run that
+    has reached it counts with its last evaluation at or before it."""
+    steps = np.array(sorted({s for run in runs for s, _ in run.evals}), float)
+    mean, low, high = [], [], []
+    for step in steps:
+        values = [hit[0] for run in runs if (hit := value_at(run, int(step))) is not None]
+        values = values or [np.nan]
+        mean.append(np.mean(values))
+        low.append(np.min(values))
+        high.append(np.max(values))
+    return steps, np.array(mean), np.array(low), np.array(high)
+
+
+def figure(groups: list[Group], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(group.task for group in groups))
+    columns = min(3, len(tasks))
+    rows = (len(tasks) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    markers = {"PlaNet (CURL)": "s", "PlaNet (DrQ)": "^", "Dreamer (CURL)": "D",
+               "PlaNet (PlaNet)": "*"}
+    for ax, task in zip(axes.flat, tasks, strict=False):
+        reach = 0
+        for index, group in enumerate(g for g in groups if g.task == task):
+            steps, mean, low, high = curve(group.runs)
+            if not len(steps):
+                continue
+            reach = max(reach, int(steps.max()))
+            color = colors[index % len(colors)]
+            going = sum(run.still_going for run in group.runs)
+            label = (group.grid or "this sweep") + f" ({len(group.runs)} seeds"
+            label += f", {going} still training)" if going else ")"
+            ax.plot(steps, mean, "-", color=color, linewidth=1.8, label=label)
+            ax.fill_between(steps, low, high, color=color, alpha=0.2)
+        for reference in REFERENCES:
+            value = reference.returns.get(task)
+            if value is None or (reach and reference.env_steps > 2 * reach) or not reach:
+                continue
+            ax.plot([reference.env_steps], [value], markers.get(reference.label, "o"),
+                    color="black", markersize=6, linestyle="none", fillstyle="none",
+                    label=f"{reference.label} {reference.env_steps // 1000}k: {value:.0f}")
+        ax.set_title(task)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("eval return")
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.suptitle("noise-free evaluation return: mean and min-max over seeds")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def parse_steps(text: str) -> list[int]:
+    try:
+        steps = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--at-env-steps must be integers, got {text!r}") from None
+    if not steps or any(step <= 0 for step in steps):
+        raise UsageError(f"--at-env-steps must be positive integers, got {text!r}")
+    return sorted(set(steps))
+
+
+def main(args: argparse.Namespace) -> int:
+    sweep_dir = Path(args.sweep_dir)
+    if not sweep_dir.is_dir():
+        raise UsageError(f"{sweep_dir} is not a folder")
+    at_env_steps = parse_steps(args.at_env_steps)
+    out = Path(args.out) if args.out else sweep_dir / "report"
+    groups = group_runs(load_runs(sweep_dir))
+    summary = summarise(groups, at_env_steps)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    md_path, json_path, png_path = (out.with_name(out.name + s) for s in (".md", ".json", ".png"))
+    text = markdown(summary, sweep_dir.resolve())
+    md_path.write_text(text)
+    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+    figure(groups, png_path)
+    print(text)
+    print(f"wrote {md_path}, {json_path}, {png_path}")
+    return 0

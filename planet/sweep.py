@@ -1,0 +1,544 @@
+"""Train a grid of runs (tasks x seeds x config values) on Ray: one laptop or a cluster.
+
+    planet sweep --envs cartpole-swingup,walker-walk --seeds 0,1,2 --episodes 100 --preset cpu
+                 --out sweeps/NAME [--set KEY=VALUE ...] [--grid KEY=V1,V2 ...]
+                 [--address auto|ray://HOST:PORT] [--cpus-per-run N] [--gpus-per-run G]
+                 [--parallel K] [--retries N]
+
+Each point of envs x seeds x grid is one Ray task that calls the same `train()` as `planet train`,
+so every run is an ordinary run folder (evaluate, predict, plot and watch work on it):
+
+    OUT/sweep.json                 the command and every run's resolved config
+    OUT/<task>[/<grid>]/s<seed>/   run folders, each with train.log (the run's own output)
+                                   and sweep-attempts.jsonl (one line per start and end)
+
+The run folders are the sweep's only state. Running the same command again skips finished runs
+and resumes the others from their last checkpoint; a different grid or config into the same
+folder is refused with the differences. Ray places the runs (a local Ray instance by default,
+an existing cluster with --address) and retries a run whose worker dies up to --retries times;
+a run that still fails is reported with its last error line while the others go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from planet.cli import UsageError
+from planet.config import (
+    AUTO_PRESET,
+    Config,
+    ConfigError,
+    apply_overrides,
+    apply_preset,
+    flatten,
+    parse_assignments,
+)
+from planet.resume import RESUMABLE_FIELDS, TrainError
+
+SWEEP_FILE = "sweep.json"
+ATTEMPTS_FILE = "sweep-attempts.jsonl"
+LOG_FILE = "train.log"
+# Variables read at import time (MuJoCo's GL backend) or by the crash tests: passed to workers.
+FORWARDED_ENV = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "MUJOCO_EGL_DEVICE_ID", "PLANET_TEST_")
+# A retried run may start while the killed attempt's process is still exiting: wait this long
+# for its run-folder lock before giving up.
+LOCK_WAIT_SECONDS = 120.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--envs", required=True,
+                        help="comma-separated tasks, e.g. cartpole-swingup,walker-walk")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    parser.add_argument("--episodes", type=int, help="episodes per run (default: the preset's)")
+    parser.add_argument("--preset", default=AUTO_PRESET,
+                        help="presets for every run (default auto: paper with --gpus-per-run, "
+                        "else cpu)")
+    parser.add_argument("--out", required=True, help="sweep folder (run folders go inside)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field in every run")
+    parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                        help="sweep a config field over values (repeat for a product)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to use: auto, or ray://HOST:PORT (default: start a "
+                        "local Ray instance for this command)")
+    parser.add_argument("--cpus-per-run", type=int, default=1,
+                        help="CPUs Ray reserves per run; torch uses that many threads")
+    parser.add_argument("--gpus-per-run", type=float, default=0.0,
+                        help="GPUs per run (default 0); > 0 trains on CUDA")
+    parser.add_argument("--parallel", type=int, default=0,
+                        help="at most this many runs at once (default: as many as fit)")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="times a failed run is retried before it is reported (default 2)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="a line per change instead of a refreshing status block")
+
+
+# --- the plan: one resolved config per run ---------------------------------------------------
+
+@dataclass
+class RunSpec:
+    name: str  # relative path of the run folder inside the sweep folder
+    config: Config
+    grid: dict[str, str]  # this run's point of the grid (empty without --grid)
+
+
+def split_list(text: str, what: str) -> list[str]:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UsageError(f"{what} is empty")
+    if len(set(items)) != len(items):
+        raise UsageError(f"{what} lists a value twice: {text}")
+    return items
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    """['planner.candidates=100,300'] -> {'planner.candidates': ['100', '300']}."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--grid expects section.field=V1,V2,..., got {item!r}")
+        key, values = (part.strip() for part in item.split("=", 1))
+        if key in grid:
+            raise UsageError(f"--grid names {key} twice")
+        if key in ("env.name", "seed", "train.episodes"):
+            raise UsageError(f"--grid {key}: use --envs, --seeds or --episodes for that")
+        grid[key] = split_list(values, f"--grid {key}")
+    return grid
+
+
+def folder_name(text: str) -> str:
+    return text.replace(":", "_").replace("/", "_")
+
+
+def plan_sweep(
+    envs: list[str],
+    seeds: list[int],
+    episodes: int | None,
+    preset: str,
+    sets: dict[str, str],
+    grid: dict[str, list[str]],
+    gpus_per_run: float = 0.0,
+) -> dict[str, RunSpec]:
+    """Every run's resolved config, keyed by run folder name. Bad keys or values raise here."""
+    device = sets.get("device", "cuda" if gpus_per_run > 0 else "cpu")
+    plan: dict[str, RunSpec] = {}
+    points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+    for env, point, seed in itertools.product(envs, points, seeds):
+        config = Config()
+        apply_preset(config, preset, device=device)
+        overrides: dict[str, Any] = {"env.name": env, "seed": seed, "device": device}
+        if episodes is not None:
+            overrides["train.episodes"] = episodes
+        overrides.update(sets)
+        overrides.update(point)
+        apply_overrides(config, overrides)
+        parts = [folder_name(env)]
+        if point:
+            parts.append(",".join(f"{key}={value}" for key, value in point.items()))
+        parts.append(f"s{seed}")
+        name = "/".join(parts)
+        plan[name] = RunSpec(name, config, point)
+    return plan
+
+
+def check_against_saved(out: Path, plan: dict[str, RunSpec]) -> list[str]:
+    """Compare with the sweep folder's saved plan: refuse another grid or config; return the
+    allowed changes (fields in RESUMABLE_FIELDS, such as train.episodes)."""
+    saved_path = out / SWEEP_FILE
+    if not saved_path.exists():
+        return []
+    try:
+        saved = json.loads(saved_path.read_text())
+        saved_runs = {name: flatten(run["config"]) for name, run in saved["runs"].items()}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise TrainError(f"cannot read {saved_path}: {error}") from None
+    problems, allowed = [], set()
+    removed = sorted(set(saved_runs) - set(plan))
+    added = sorted(set(plan) - set(saved_runs))
+    if removed:
+        problems.append(f"runs not in this command: {', '.join(removed)}")
+    if added:
+        problems.append(f"runs new in this command: {', '.join(added)}")
+    changed: dict[str, list[str]] = {}
+    for name in sorted(set(plan) & set(saved_runs)):
+        old, new = saved_runs[name], flatten(plan[name].config.to_dict())
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                text = f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+                if key in RESUMABLE_FIELDS:
+                    allowed.add(text)
+                else:
+                    changed.setdefault(text, []).append(name)
+    for text, names in changed.items():
+        problems.append(f"{text} ({len(names)} of {len(plan)} runs)")
+    if problems:
+        command = " ".join(saved.get("command", [])) or "see sweep.json"
+        raise TrainError(
+            f"{out} holds a sweep with another grid or config: {'; '.join(problems)}. "
+            f"Use another --out, or its own command: {command}"
+        )
+    return sorted(allowed)
+
+
+def write_sweep_file(out: Path, plan: dict[str, RunSpec], command: list[str]) -> None:
+    from planet.data.replay import atomic_write_bytes
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = {
+        "command": command,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "runs": {name: {"grid": run.grid, "config": run.config.to_dict()}
+                 for name, run in plan.items()},
+    }
+    atomic_write_bytes(out / SWEEP_FILE, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def load_sweep_file(out: Path) -> dict[str, Any] | None:
+    path = out / SWEEP_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise TrainError(f"cannot read {path}: {error}") from None
+
+
+# --- what a run folder says about its run ----------------------------------------------------
+
+def episodes_done(run_dir: Path) -> int:
+    """Episodes covered by the newest checkpoint (0 without one)."""
+    from planet.checkpoint import list_checkpoints
+
+    for path in list_checkpoints(run_dir / "checkpoints"):
+        number = path.stem.split("_")[-1]
+        if number.isdigit():
+            return int(number)
+    return 0
+
+
+def last_metrics(run_dir: Path) -> dict[str, Any]:
+    """Episode, env steps and the newest evaluation, from the run's metrics.jsonl."""
+    path = run_dir / "metrics.jsonl"
+    found: dict[str, Any] = {}
+    if not path.exists():
+        return found
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill
+        found["episode"] = record.get("episode")
+        found["env_steps"] = record.get("env_steps")
+        if "eval_return" in record:
+            found["eval_return"] = record["eval_return"]
+            found["eval_env_steps"] = record.get("env_steps")
+    return found
+
+
+def read_attempts(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / ATTEMPTS_FILE
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    return events
+
+
+def append_attempt(run_dir: Path, event: dict[str, Any]) -> None:
+    with open(run_dir / ATTEMPTS_FILE, "a") as handle:
+        handle.write(json.dumps(event) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+# --- the Ray task: one run ---------------------------------------------------------------------
+
+def train_one(run_dir: str, config_data: dict[str, Any], cpus: int, session: str) -> dict:
+    """Train one run of the sweep inside a Ray worker (a fresh process per run).
+
+    All of the process's output goes to the run's train.log. Returns the train() summary.
+    """
+    import torch
+
+    from planet.train import train
+
+    torch.set_num_threads(max(1, cpus))  # Ray starts workers with one OpenMP thread
+    folder = Path(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    attempt = 1 + sum(event.get("event") == "start" for event in read_attempts(folder))
+    append_attempt(folder, {"event": "start", "attempt": attempt, "session": session,
+                            "host": socket.gethostname(), "pid": os.getpid(),
+                            "torch_threads": torch.get_num_threads(),
+                            "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    log_file = open(folder / LOG_FILE, "a", buffering=1)  # noqa: SIM115 (the process's output)
+    os.dup2(log_file.fileno(), 1)
+    os.dup2(log_file.fileno(), 2)
+    sys.stdout = sys.stderr = log_file
+    print(f"--- attempt {attempt} on {socket.gethostname()} (pid {os.getpid()}), "
+          f"{time.strftime('%Y-%m-%dT%H:%M:%S')}, {cpus} CPU thread(s)", flush=True)
+    fault = _test_fault(folder)
+    on_episode = None
+    if fault == "kill-first-attempt" and attempt == 1:
+        def on_episode(record, components):  # after the first checkpoint: a worker death
+            os.kill(os.getpid(), signal.SIGKILL)
+    try:
+        if fault == "always-fail":
+            raise RuntimeError("injected failure (PLANET_TEST_SWEEP_FAULT)")
+        summary = train(Config.from_dict(config_data), folder, progress=False,
+                        log=lambda message: print(message, flush=True), on_episode=on_episode,
+                        lock_wait=LOCK_WAIT_SECONDS)
+    except BaseException as error:
+        append_attempt(folder, {"event": "end", "attempt": attempt, "session": session,
+                                "outcome": "error", "error": _last_line(error)})
+        raise
+    append_attempt(folder, {"event": "end", "attempt": attempt, "session": session,
+                            "outcome": "done", "episodes": summary["episodes"]})
+    return {key: summary[key] for key in ("episodes", "env_steps")}
+
+
+def _test_fault(run_dir: Path) -> str | None:
+    """PLANET_TEST_SWEEP_FAULT="<run name>=<fault>;...": faults the sweep tests inject."""
+    for item in os.environ.get("PLANET_TEST_SWEEP_FAULT", "").split(";"):
+        name, _, fault = item.partition("=")
+        if name and run_dir.as_posix().endswith("/" + name):
+            return fault
+    return None
+
+
+def _last_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[-1] if text else ''}".strip()
+
+
+def describe_failure(error: Exception, run_dir: Path) -> str:
+    """The last error line of a failed Ray task: the exception's, or the run log's."""
+    import ray.exceptions
+
+    if isinstance(error, ray.exceptions.RayTaskError):
+        cause = getattr(error, "cause", None)
+        if cause is not None:
+            return _last_line(cause)
+    lines = []
+    for event in read_attempts(run_dir):
+        if event.get("event") == "end" and event.get("error"):
+            lines.append(event["error"])
+    if isinstance(error, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError):
+        return "its worker process died" + (f" (last error: {lines[-1]})" if lines else "")
+    return lines[-1] if lines else _last_line(error)
+
+
+# --- the driver --------------------------------------------------------------------------------
+
+@dataclass
+class RunStatus:
+    name: str
+    episodes: int
+    state: str = "pending"  # pending, running, done, failed
+    error: str = ""
+
+
+class LiveView:
+    """One refreshing block on a terminal; elsewhere, a line whenever something changes."""
+
+    def __init__(self, out: Path, total: int, stream=None, refresh: bool | None = None):
+        self.out, self.total = out, total
+        self.stream = stream or sys.stdout
+        self.refresh = self.stream.isatty() if refresh is None else refresh
+        self.drawn = 0
+        self.last_line = ""
+        self.started = time.time()
+
+    def lines(self, statuses: list[RunStatus]) -> list[str]:
+        counts = {state: sum(s.state == state for s in statuses)
+                  for state in ("done", "running", "pending", "failed")}
+        elapsed = time.strftime("%H:%M:%S", time.gmtime(time.time() - self.started))
+        head = (f"sweep {self.out}: {self.total} runs | done {counts['done']} | running "
+                f"{counts['running']} | pending {counts['pending']} | failed {counts['failed']}"
+                f" | {elapsed}")
+        rows = [head]
+        for status in statuses:
+            if status.state == "running":
+                seen = last_metrics(self.out / status.name)
+                episode = (seen.get("episode", -1) or 0) + 1 if seen else 0
+                text = f"  {status.name}: episode {episode}/{status.episodes}"
+                if "eval_return" in seen:
+                    text += (f", eval return {seen['eval_return']:.1f} "
+                             f"at {seen['eval_env_steps']} steps")
+                rows.append(text)
+            elif status.state == "failed":
+                rows.append(f"  {status.name}: FAILED: {status.error}")
+        return rows
+
+    def show(self, statuses: list[RunStatus]) -> None:
+        rows = self.lines(statuses)
+        if self.refresh:
+            if self.drawn:
+                self.stream.write(f"\x1b[{self.drawn}F\x1b[J")
+            self.stream.write("\n".join(rows) + "\n")
+            self.drawn = len(rows)
+        else:
+            line = rows[0].rsplit(" | ", 1)[0]  # without the clock: print changes only
+            if line != self.last_line:
+                self.stream.write(rows[0] + "\n")
+                self.last_line = line
+        self.stream.flush()
+
+
+def forwarded_env(cpus: int) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if key.startswith(FORWARDED_ENV)}
+    env.update(OMP_NUM_THREADS=str(cpus), MKL_NUM_THREADS=str(cpus))
+    return env
+
+
+def start_ray(address: str | None, log) -> float:
+    """Connect to (or start) Ray; returns the seconds it took."""
+    import logging
+
+    import ray
+
+    started = time.time()
+    if address is None:
+        ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.WARNING)
+    else:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    seconds = time.time() - started
+    where = "a local Ray instance" if address is None else f"Ray at {address}"
+    log(f"started {where} in {seconds:.1f} s: {ray.cluster_resources().get('CPU', 0):.0f} CPUs")
+    return seconds
+
+
+def drive(
+    out: Path,
+    plan: dict[str, RunSpec],
+    *,
+    address: str | None = None,
+    cpus_per_run: int = 1,
+    gpus_per_run: float = 0.0,
+    parallel: int = 0,
+    retries: int = 2,
+    view: LiveView | None = None,
+    log=print,
+    poll_seconds: float = 2.0,
+) -> dict[str, RunStatus]:
+    """Run every unfinished run of `plan` on Ray; returns each run's final status."""
+    import ray
+
+    statuses = {name: RunStatus(name, run.config.train.episodes) for name, run in plan.items()}
+    todo = []
+    for name, status in statuses.items():
+        if episodes_done(out / name) >= status.episodes:
+            status.state = "done"
+        else:
+            todo.append(name)
+    # Seed-major: every task's first seed before any task's second, so a long sweep that is
+    # stopped early has covered every task.
+    seeds = list(dict.fromkeys(run.config.seed for run in plan.values()))
+    todo.sort(key=lambda name: seeds.index(plan[name].config.seed))
+    finished = len(plan) - len(todo)
+    log(f"{len(plan)} runs: {finished} finished earlier, {len(todo)} to run or resume")
+    view = view or LiveView(out, len(plan))
+    if not todo:
+        view.show(list(statuses.values()))
+        return statuses
+    session = uuid.uuid4().hex[:12]
+    start_ray(address, log)
+    # max_calls=1: a fresh worker process per run (its output is redirected to the run's log).
+    task = ray.remote(max_calls=1)(train_one).options(
+        num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries,
+        retry_exceptions=True,
+        runtime_env={"env_vars": forwarded_env(cpus_per_run)},
+    )
+    pending = list(todo)
+    in_flight: dict[Any, str] = {}
+    limit = parallel if parallel > 0 else len(todo)
+    try:
+        while pending or in_flight:
+            while pending and len(in_flight) < limit:
+                name = pending.pop(0)
+                config = plan[name].config.to_dict()
+                in_flight[task.remote(str((out / name).resolve()), config, cpus_per_run,
+                                      session)] = name
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=poll_seconds)
+            for ref in ready:
+                name = in_flight.pop(ref)
+                try:
+                    ray.get(ref)
+                    statuses[name].state = "done"
+                except ray.exceptions.RayError as error:
+                    statuses[name].state = "failed"
+                    statuses[name].error = describe_failure(error, out / name)
+            for name in in_flight.values():
+                statuses[name].state = _running_or_pending(out / name, session)
+            view.show(list(statuses.values()))
+    finally:
+        stopping = time.time()
+        ray.shutdown()
+        log(f"Ray shut down in {time.time() - stopping:.1f} s")
+    return statuses
+
+
+def _running_or_pending(run_dir: Path, session: str) -> str:
+    events = [e for e in read_attempts(run_dir) if e.get("session") == session]
+    return "running" if events and events[-1].get("event") == "start" else "pending"
+
+
+def main(args: argparse.Namespace) -> int:
+    out = Path(args.out).resolve()  # absolute: Ray workers do not share our working directory
+    if args.cpus_per_run < 1:
+        raise UsageError(f"--cpus-per-run must be at least 1, got {args.cpus_per_run}")
+    if args.gpus_per_run < 0 or args.parallel < 0 or args.retries < 0:
+        raise UsageError("--gpus-per-run, --parallel and --retries must be >= 0")
+    if args.episodes is not None and args.episodes < 0:
+        raise UsageError(f"--episodes must be >= 0, got {args.episodes}")
+    try:
+        seeds = [int(seed) for seed in split_list(args.seeds, "--seeds")]
+    except ValueError:
+        raise UsageError(f"--seeds must be integers, got {args.seeds!r}") from None
+    envs = split_list(args.envs, "--envs")
+    from planet.envs import parse_env_name
+
+    for env in envs:
+        parse_env_name(env)
+    try:
+        plan = plan_sweep(envs, seeds, args.episodes, args.preset, parse_assignments(args.set),
+                          parse_grid(args.grid), args.gpus_per_run)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    allowed = check_against_saved(out, plan)
+    for change in allowed:
+        print(f"sweep: allowed change {change}")
+    write_sweep_file(out, plan, ["planet", "sweep", *sys.argv[2:]] if sys.argv[1:2] == ["sweep"]
+                     else ["planet", "sweep"])
+    view = LiveView(out, len(plan), refresh=False if args.no_progress else None)
+    try:
+        statuses = drive(out, plan, address=args.address, cpus_per_run=args.cpus_per_run,
+                         gpus_per_run=args.gpus_per_run, parallel=args.parallel,
+                         retries=args.retries, view=view)
+    except KeyboardInterrupt:
+        print(f"planet sweep: interrupted. Every run keeps its last checkpoint in {out}; run "
+              "the same command again to continue.", file=sys.stderr)
+        return 130
+    failed = [status for status in statuses.values() if status.state == "failed"]
+    done = sum(status.state == "done" for status in statuses.values())
+    print(f"sweep {out}: {done} of {len(statuses)} runs done, {len(failed)} failed")
+    for status in failed:
+        print(f"  failed: {status.name}: {status.error} (log: {out / status.name / LOG_FILE})")
+    print(f"next: planet report {out}")
+    return 1 if failed else 0

@@ -1,0 +1,263 @@
+"""planet sweep and planet report: real Ray on loopback, smoke-sized runs.
+
+Every Ray test starts the sweep as a `python -m planet sweep` subprocess, which starts its own
+local Ray instance and shuts it down, so a test can SIGKILL the driver the way a user's crash
+would. Runs use the smoke preset with short episodes (about 10 s each on 2 cores).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from planet import cli
+from planet.report import group_runs, load_runs, summarise, value_at
+from planet.sweep import ATTEMPTS_FILE, LOG_FILE, LiveView, RunStatus, episodes_done
+
+SMALL = [
+    "--preset", "smoke", "--no-progress",
+    "--set", "train.seed_episodes=1", "--set", "train.collect_interval=2",
+    "--set", "env.max_episode_steps=96", "--set", "train.test_interval=1",
+    "--set", "train.image_log_interval=0",
+]
+TIMEOUT = 300
+
+
+def sweep_command(out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "planet.cli", "sweep", "--out", str(out), *SMALL, *args]
+
+
+def run_sweep(out: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(sweep_command(out, *args), capture_output=True, text=True,
+                          timeout=TIMEOUT, env={**os.environ, **(env or {})})
+
+
+def episodes_logged(run_dir: Path) -> list[int]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["episode"] for line in lines]
+
+
+def attempts(run_dir: Path, event: str = "start") -> list[dict]:
+    lines = (run_dir / ATTEMPTS_FILE).read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == event]
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory) -> Path:
+    """2 tasks x 2 seeds, 3 episodes each, finished."""
+    out = tmp_path_factory.mktemp("sweep") / "two-by-two"
+    done = run_sweep(out, "--envs", "toy:dot,cartpole-swingup", "--seeds", "0,1",
+                     "--episodes", "3")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def test_sweep_trains_every_point_once(finished_sweep: Path):
+    names = ["toy_dot/s0", "toy_dot/s1", "cartpole-swingup/s0", "cartpole-swingup/s1"]
+    saved = json.loads((finished_sweep / "sweep.json").read_text())
+    assert sorted(saved["runs"]) == sorted(names)
+    for name in names:
+        run_dir = finished_sweep / name
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["seed"] == int(name[-1]) and config["train"]["episodes"] == 3
+        assert episodes_logged(run_dir) == [0, 1, 2]
+        assert episodes_done(run_dir) == 3
+        assert len(attempts(run_dir)) == 1
+        start = attempts(run_dir)[0]
+        assert start["torch_threads"] == 1  # --cpus-per-run default
+        assert "training" in (run_dir / LOG_FILE).read_text()  # the run's own log
+
+
+def test_sweep_rerun_of_a_finished_sweep_starts_nothing(finished_sweep: Path):
+    again = run_sweep(finished_sweep, "--envs", "toy:dot,cartpole-swingup", "--seeds", "0,1",
+                      "--episodes", "3")
+    assert again.returncode == 0, again.stderr
+    assert "4 finished earlier, 0 to run" in again.stdout
+    assert "Ray" not in again.stdout  # no Ray instance for nothing to do
+    for name in ["toy_dot/s0", "cartpole-swingup/s1"]:
+        assert len(attempts(finished_sweep / name)) == 1
+
+
+def test_report_numbers_equal_the_runs_metrics(finished_sweep: Path, tmp_path: Path):
+    # Each run: episode 0 random, evaluations after episodes 1 and 2; ask at both of them.
+    steps_of = {}
+    for name in ["toy_dot/s0", "cartpole-swingup/s0"]:
+        records = [json.loads(line) for line in
+                   (finished_sweep / name / "metrics.jsonl").read_text().splitlines()]
+        steps_of[name] = [r["env_steps"] for r in records if "eval_return" in r]
+    toy_first, toy_last = steps_of["toy_dot/s0"]
+    out = tmp_path / "report"
+    code = cli.main(["report", str(finished_sweep), "--at-env-steps",
+                     f"{toy_first},{toy_last}", "--out", str(out)])
+    assert code == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    rows = {row["task"]: row for row in report["groups"]}
+    assert sorted(rows) == ["cartpole-swingup", "toy:dot"]
+    for task, folder in (("toy:dot", "toy_dot"), ("cartpole-swingup", "cartpole-swingup")):
+        for steps in (toy_first, toy_last):
+            expected = []
+            for seed in (0, 1):
+                records = [json.loads(line) for line in (finished_sweep / f"{folder}/s{seed}" /
+                           "metrics.jsonl").read_text().splitlines()]
+                if max(r["env_steps"] for r in records) < steps:
+                    continue
+                evals = [r["eval_return"] for r in records
+                         if "eval_return" in r and r["env_steps"] <= steps]
+                if evals:
+                    expected.append(evals[-1])
+            cell = rows[task]["at"][str(steps)]
+            assert cell["seeds"] == len(expected)
+            if expected:
+                assert cell["mean"] == pytest.approx(np.mean(expected))
+                assert cell["std"] == pytest.approx(np.std(expected))
+    assert out.with_suffix(".png").stat().st_size > 10_000
+    text = out.with_suffix(".md").read_text()
+    assert "| toy:dot |" in text and "| cartpole-swingup |" in text
+
+
+def test_driver_killed_midway_then_rerun_finishes_each_episode_once(tmp_path: Path):
+    out = tmp_path / "killed"
+    args = ["--envs", "toy:dot", "--seeds", "0,1", "--episodes", "5", "--parallel", "1"]
+    driver = subprocess.Popen(sweep_command(out, *args), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    second = out / "toy_dot" / "s1"
+    deadline = time.time() + TIMEOUT
+    try:  # SIGKILL the driver once the second run (parallel 1: after the first) has 2 episodes
+        while episodes_done(second) < 2:
+            assert driver.poll() is None, "the sweep ended before it could be killed"
+            assert time.time() < deadline
+            time.sleep(0.2)
+    finally:
+        # The driver, the local Ray it started and the run's worker at once, as a crash would:
+        # a worker notices its raylet's death only after a while, and could finish the run.
+        os.killpg(driver.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(attempts(second)[-1]["pid"], signal.SIGKILL)
+        driver.wait()
+    assert episodes_done(second) < 5
+    rerun = run_sweep(out, *args)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "1 finished earlier, 1 to run or resume" in rerun.stdout
+    for name in ("s0", "s1"):
+        assert episodes_logged(out / "toy_dot" / name) == [0, 1, 2, 3, 4]
+    assert len(attempts(out / "toy_dot" / "s0")) == 1  # finished: not run again
+    resumes = [json.loads(line) for line in (second / "resumes.jsonl").read_text().splitlines()]
+    assert resumes and resumes[-1]["episode"] >= 2
+
+
+def test_crashed_worker_is_retried_and_a_failing_run_is_reported(tmp_path: Path):
+    out = tmp_path / "faults"
+    faults = "toy_dot/s0=kill-first-attempt;toy_dot/s1=always-fail"
+    # Two CPUs per run on a 2-CPU Ray: one run at a time, each with two torch threads.
+    result = run_sweep(out, "--envs", "toy:dot", "--seeds", "0,1", "--episodes", "3",
+                       "--retries", "1", "--cpus-per-run", "2",
+                       env={"PLANET_TEST_SWEEP_FAULT": faults})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 of 2 runs done, 1 failed" in result.stdout
+    failed = [line for line in result.stdout.splitlines() if line.strip().startswith("failed:")]
+    assert len(failed) == 1 and "toy_dot/s1" in failed[0] and "injected failure" in failed[0]
+    killed = out / "toy_dot" / "s0"
+    assert [a["attempt"] for a in attempts(killed)] == [1, 2]
+    assert episodes_logged(killed) == [0, 1, 2]
+    resumes = [json.loads(line) for line in (killed / "resumes.jsonl").read_text().splitlines()]
+    assert resumes[0]["episode"] == 1  # the retry resumed after the first checkpoint
+    assert attempts(killed)[0]["torch_threads"] == 2  # Ray alone would leave one thread
+    ends = attempts(out / "toy_dot" / "s1", "end")
+    assert [end["outcome"] for end in ends] == ["error", "error"]  # the first try and one retry
+
+
+def test_another_grid_or_config_into_the_same_folder_is_refused(tmp_path: Path, capsys):
+    out = tmp_path / "grid"
+    # --episodes 0: every run is finished before it starts, so no Ray is needed here.
+    base = ["sweep", "--out", str(out), *SMALL, "--envs", "toy:dot", "--seeds", "0",
+            "--episodes", "0"]
+    assert cli.main([*base, "--grid", "planner.candidates=16,32"]) == 0
+    saved = json.loads((out / "sweep.json").read_text())
+    assert sorted(saved["runs"]) == ["toy_dot/planner.candidates=16/s0",
+                                     "toy_dot/planner.candidates=32/s0"]
+    capsys.readouterr()
+    assert cli.main([*base, "--grid", "planner.candidates=16,64"]) == 2
+    error = capsys.readouterr().err
+    assert "another grid or config" in error and len(error.strip().splitlines()) == 1
+    assert "runs not in this command: toy_dot/planner.candidates=32/s0" in error
+    assert "runs new in this command: toy_dot/planner.candidates=64/s0" in error
+    assert cli.main([*base, "--grid", "planner.candidates=16,32",
+                     "--set", "planner.horizon=3"]) == 2
+    assert "planner.horizon: 6 -> 3 (2 of 2 runs)" in capsys.readouterr().err
+    # A field that may change on resume (train.test_interval, train.episodes) is allowed.
+    assert cli.main([*base, "--grid", "planner.candidates=16,32",
+                     "--set", "train.test_interval=2"]) == 0
+    assert json.loads((out / "sweep.json").read_text())["runs"] != saved["runs"]
+
+
+def test_bad_sweep_input_is_one_line(tmp_path: Path, capsys):
+    base = ["sweep", "--out", str(tmp_path / "bad"), "--episodes", "0"]
+    cases = {
+        ("--envs", "toy:dot", "--grid", "planner.candidatez=1,2"): "did you mean",
+        ("--envs", "toy:dot", "--grid", "seed=1,2"): "use --envs, --seeds",
+        ("--envs", "toy:dot", "--seeds", "0,x"): "--seeds must be integers",
+        ("--envs", "nope:task"): "unknown environment",
+        ("--envs", "toy:dot", "--cpus-per-run", "0"): "--cpus-per-run",
+    }
+    for args, expected in cases.items():
+        assert cli.main([*base, *args]) == 2, args
+        error = capsys.readouterr().err
+        assert expected in error and len(error.strip().splitlines()) == 1, error
+
+
+def write_run(folder: Path, task: str, episodes: int, evals: dict[int, float], steps: int):
+    """A run folder with a config and metrics: one line per 1000-step episode up to `steps`."""
+    from planet.config import make_config
+
+    folder.mkdir(parents=True)
+    make_config("smoke", {"env.name": task, "train.episodes": episodes}).save(
+        folder / "config.json")
+    with open(folder / "metrics.jsonl", "w") as handle:
+        for episode in range(steps // 1000):
+            record = {"episode": episode, "env_steps": (episode + 1) * 1000, "return": 1.0}
+            if (episode + 1) * 1000 in evals:
+                record["eval_return"] = evals[(episode + 1) * 1000]
+            handle.write(json.dumps(record) + "\n")
+        handle.write('{"episode": 99, "env_st')  # a line cut short by a kill is skipped
+
+
+def test_report_takes_the_last_evaluation_at_or_before_and_marks_unfinished_runs(tmp_path):
+    write_run(tmp_path / "a", "walker-walk", 10, {2000: 10.0, 4000: 30.0, 6000: 50.0}, 10_000)
+    write_run(tmp_path / "b", "walker-walk", 10, {2000: 20.0, 4000: 40.0}, 5_000)
+    runs = load_runs(tmp_path)
+    assert [run.still_going for run in runs] == [False, True]
+    assert value_at(runs[0], 5000) == (30.0, 4000)
+    assert value_at(runs[1], 6000) is None  # not reached
+    summary = summarise(group_runs(runs), [5000, 10_000, 100_000])
+    (row,) = summary["groups"]
+    assert row["at"]["5000"]["mean"] == 35.0 and row["at"]["5000"]["std"] == 5.0
+    assert row["at"]["10000"] == {"mean": 50.0, "std": 0.0, "seeds": 1, "returns": {"a": 50.0},
+                                  "eval_env_steps": {"a": 6000}, "not_reached": ["b"]}
+    assert row["still_going"] == {"b": 5000}
+    assert row["references"]["100000"] == {"PlaNet (CURL)": 224, "PlaNet (DrQ)": 125,
+                                           "Dreamer (CURL)": 277}
+    assert cli.main(["report", str(tmp_path), "--at-env-steps", "5000,100000"]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "| walker-walk | 35 ± 5 (2) * |\n" in text  # no published figure at 5k
+    assert "| walker-walk | not reached * | 224 | 125 | 277 |" in text
+    assert "b (at 5,000 steps)" in text
+
+
+def test_live_view_shows_counts_and_each_running_runs_episode_and_eval(tmp_path):
+    write_run(tmp_path / "walker-walk" / "s0", "walker-walk", 10, {2000: 12.5}, 3000)
+    statuses = [RunStatus("walker-walk/s0", 10, "running"), RunStatus("x/s1", 10, "done"),
+                RunStatus("x/s2", 10, "failed", "RuntimeError: boom"),
+                RunStatus("x/s3", 10, "pending")]
+    lines = LiveView(tmp_path, 4, refresh=False).lines(statuses)
+    assert "done 1 | running 1 | pending 1 | failed 1" in lines[0]
+    assert "walker-walk/s0: episode 3/10, eval return 12.5 at 2000 steps" in lines[1]
+    assert "x/s2: FAILED: RuntimeError: boom" in lines[2]
