@@ -283,7 +283,7 @@ def train_one(run_dir: str, config_data: dict[str, Any], cpus: int, session: str
     attempt = 1 + sum(event.get("event") == "start" for event in read_attempts(folder))
     append_attempt(folder, {"event": "start", "attempt": attempt, "session": session,
                             "host": socket.gethostname(), "pid": os.getpid(),
-                            "torch_threads": torch.get_num_threads(),
+                            "torch_threads": torch.get_num_threads(), "node": _ray_node_id(),
                             "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
     log_file = open(folder / LOG_FILE, "a", buffering=1)  # noqa: SIM115 (the process's output)
     os.dup2(log_file.fileno(), 1)
@@ -309,6 +309,12 @@ def train_one(run_dir: str, config_data: dict[str, Any], cpus: int, session: str
     append_attempt(folder, {"event": "end", "attempt": attempt, "session": session,
                             "outcome": "done", "episodes": summary["episodes"]})
     return {key: summary[key] for key in ("episodes", "env_steps")}
+
+
+def _ray_node_id() -> str | None:
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
 def _test_fault(run_dir: Path) -> str | None:
@@ -355,13 +361,15 @@ class RunStatus:
 class LiveView:
     """One refreshing block on a terminal; elsewhere, a line whenever something changes."""
 
-    def __init__(self, out: Path, total: int, stream=None, refresh: bool | None = None):
+    def __init__(self, out: Path, total: int, stream=None, refresh: bool | None = None,
+                 detail_seconds: float = 600.0):
         self.out, self.total = out, total
         self.stream = stream or sys.stdout
         self.refresh = self.stream.isatty() if refresh is None else refresh
         self.drawn = 0
         self.last_line = ""
-        self.started = time.time()
+        self.started = self.last_detail = time.time()
+        self.detail_seconds = detail_seconds  # without refresh: the whole block this often
 
     def lines(self, statuses: list[RunStatus]) -> list[str]:
         counts = {state: sum(s.state == state for s in statuses)
@@ -393,9 +401,12 @@ class LiveView:
             self.drawn = len(rows)
         else:
             line = rows[0].rsplit(" | ", 1)[0]  # without the clock: print changes only
-            if line != self.last_line:
+            if time.time() - self.last_detail >= self.detail_seconds:
+                self.stream.write("\n".join(rows) + "\n")
+                self.last_detail = time.time()
+            elif line != self.last_line:
                 self.stream.write(rows[0] + "\n")
-                self.last_line = line
+            self.last_line = line
         self.stream.flush()
 
 

@@ -261,3 +261,62 @@ def test_live_view_shows_counts_and_each_running_runs_episode_and_eval(tmp_path)
     assert "done 1 | running 1 | pending 1 | failed 1" in lines[0]
     assert "walker-walk/s0: episode 3/10, eval return 12.5 at 2000 steps" in lines[1]
     assert "x/s2: FAILED: RuntimeError: boom" in lines[2]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_nodes(port: int, count: int, env: dict, timeout: float = 90.0) -> None:
+    """Until the cluster at 127.0.0.1:port has `count` live nodes."""
+    probe = ("import logging, sys, ray; ray.init(address=sys.argv[1], logging_level=logging.ERROR)"
+             "; sys.exit(sum(node['Alive'] for node in ray.nodes()) < int(sys.argv[2]))")
+    deadline = time.time() + timeout
+    while subprocess.run([sys.executable, "-c", probe, f"127.0.0.1:{port}", str(count)],
+                         env=env, capture_output=True, timeout=timeout).returncode != 0:
+        assert time.time() < deadline, f"the Ray cluster never had {count} nodes"
+        time.sleep(1)
+
+
+def test_runs_are_placed_by_ray_on_a_two_node_cluster(tmp_path: Path):
+    """A real second Ray node (a second raylet process) on this machine, joined to a head:
+    with --address, the sweep only submits tasks, and Ray puts one run on each node."""
+    import secrets
+
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(16)}  # Ray >= 2.59 asks for a token
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    common = ["--num-cpus=1", "--node-ip-address=127.0.0.1", "--block"]
+    nodes = [subprocess.Popen([ray_cli, "start", "--head", f"--port={port}",
+                               "--include-dashboard=false", *common], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)]
+    try:
+        wait_for_nodes(port, 1, env)
+        nodes.append(subprocess.Popen([ray_cli, "start", f"--address=127.0.0.1:{port}",
+                                       *common], env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True))
+        wait_for_nodes(port, 2, env)
+        out = tmp_path / "cluster"
+        result = subprocess.run(
+            sweep_command(out, "--envs", "toy:dot", "--seeds", "0,1", "--episodes", "2",
+                          "--address", f"127.0.0.1:{port}"),
+            capture_output=True, text=True, timeout=TIMEOUT, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"Ray at 127.0.0.1:{port}" in result.stdout and "2 CPUs" in result.stdout
+        placed = {attempts(out / "toy_dot" / f"s{seed}")[0]["node"] for seed in (0, 1)}
+        assert len(placed) == 2 and None not in placed  # one run on each node
+    finally:
+        for node in nodes:  # `ray stop` would stop every Ray on the machine: stop only ours
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGTERM)
+        for node in nodes:
+            try:
+                node.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
