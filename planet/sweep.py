@@ -424,9 +424,9 @@ def start_ray(address: str | None, log) -> float:
     import ray
 
     started = time.time()
-    if address is None:
-        ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False,
-                 log_to_driver=False, logging_level=logging.WARNING)
+    if address is None:  # "local": a new instance even when another Ray runs on this machine
+        ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)),
+                 include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     else:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     seconds = time.time() - started

@@ -311,6 +311,13 @@ def test_runs_are_placed_by_ray_on_a_two_node_cluster(tmp_path: Path):
         assert f"Ray at 127.0.0.1:{port}" in result.stdout and "2 CPUs" in result.stdout
         placed = {attempts(out / "toy_dot" / f"s{seed}")[0]["node"] for seed in (0, 1)}
         assert len(placed) == 2 and None not in placed  # one run on each node
+        # Without --address, a sweep starts its own Ray even while another runs here.
+        alone = tmp_path / "alone"
+        result = subprocess.run(sweep_command(alone, "--envs", "toy:dot", "--episodes", "1"),
+                                capture_output=True, text=True, timeout=TIMEOUT, env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "started a local Ray instance" in result.stdout
+        assert attempts(alone / "toy_dot" / "s0")[0]["node"] not in placed
     finally:
         for node in nodes:  # `ray stop` would stop every Ray on the machine: stop only ours
             with contextlib.suppress(ProcessLookupError):
