@@ -506,8 +506,10 @@ def drive(
 
 
 def _running_or_pending(run_dir: Path, session: str) -> str:
+    """From this session's attempt lines: started and not ended with an error (a run that has
+    just ended well counts as running until its task returns)."""
     events = [e for e in read_attempts(run_dir) if e.get("session") == session]
-    return "running" if events and events[-1].get("event") == "start" else "pending"
+    return "running" if events and events[-1].get("outcome") != "error" else "pending"
 
 
 def main(args: argparse.Namespace) -> int:
