@@ -91,22 +91,22 @@ def load_runs(sweep_dir: Path) -> list[Run]:
             listed = json.loads(sweep_file.read_text())["runs"]
         except (ValueError, KeyError) as error:
             raise TrainError(f"cannot read {sweep_file}: {error}") from None
-        entries = [(name, entry.get("grid", {})) for name, entry in listed.items()]
+        entries = [(name, entry.get("grid", {}), entry.get("config")) for name, entry in
+                   listed.items()]
     else:
-        entries = [(path.parent.relative_to(sweep_dir).as_posix(), {})
+        entries = [(path.parent.relative_to(sweep_dir).as_posix(), {}, None)
                    for path in sorted(sweep_dir.rglob("config.json"))]
     if not entries:
         raise TrainError(f"{sweep_dir} holds no runs (no sweep.json and no config.json below it)")
     runs = []
-    for name, grid in entries:
+    for name, grid, planned in entries:
         run_dir = sweep_dir / name
         config_path = run_dir / "config.json"
-        if not config_path.exists():
-            continue  # not started yet
-        try:
-            config = Config.load(config_path)
-        except ValueError as error:
-            raise TrainError(f"cannot read {config_path}: {error}") from None
+        try:  # a run the sweep has not started yet has only its planned config
+            config = Config.load(config_path) if config_path.exists() else Config.from_dict(
+                planned)
+        except (ValueError, TypeError, AttributeError) as error:
+            raise TrainError(f"cannot read the config of {run_dir}: {error}") from None
         records = read_metrics_lines(run_dir / "metrics.jsonl")
         evals = [(int(r["env_steps"]), float(r["eval_return"])) for r in records
                  if "eval_return" in r]
@@ -215,8 +215,9 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
         lines.append("")
     going = {name: steps for row in summary["groups"] for name, steps in row["still_going"].items()}
     if going:
-        lines.append("\\* still training: " + ", ".join(
-            f"{name} (at {steps:,} steps)" for name, steps in sorted(going.items())))
+        lines.append("\\* not finished: " + ", ".join(
+            f"{name} ({f'at {steps:,} steps' if steps else 'not started'})"
+            for name, steps in sorted(going.items())))
         lines.append("")
     lines.append("Sources: " + "; ".join(summary["sources"]) + ".")
     lines.append("")

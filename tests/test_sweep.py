@@ -327,3 +327,19 @@ def test_runs_are_placed_by_ray_on_a_two_node_cluster(tmp_path: Path):
                 node.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(node.pid, signal.SIGKILL)
+
+
+def test_report_lists_the_runs_a_sweep_has_not_started(tmp_path: Path, capsys):
+    from planet.config import make_config
+
+    write_run(tmp_path / "walker-walk" / "s0", "walker-walk", 10, {2000: 8.0}, 2000)
+    planned = make_config("smoke", {"env.name": "finger-spin", "train.episodes": 10})
+    (tmp_path / "sweep.json").write_text(json.dumps({"runs": {
+        "walker-walk/s0": {"grid": {}, "config": planned.to_dict()},  # its own config wins
+        "finger-spin/s0": {"grid": {}, "config": planned.to_dict()},
+    }}))
+    assert cli.main(["report", str(tmp_path), "--at-env-steps", "2000"]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "| walker-walk | 8 ± 0 (1) * |" in text
+    assert "| finger-spin | not reached * |" in text
+    assert "finger-spin/s0 (not started)" in text and "walker-walk/s0 (at 2,000 steps)" in text
