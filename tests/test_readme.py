@@ -1,0 +1,221 @@
+"""Every `planet` command in README.md runs as written, each with a short time budget.
+
+What runs: each line of the README's ```bash blocks that starts with `planet ` (a trailing `\\`
+joins the next line; a trailing `# comment` is dropped), in README order, one after another in
+one temporary working directory, as a user would type them after `./setup.sh train`. Later
+commands use the run folders that earlier ones wrote (`runs/cartpole-swingup/cpu-s0`, ...).
+
+A command passes when it exits 0 within its budget, or when it is still running at the end of
+its budget without an error in its output; it is then stopped as a user would stop it (SIGINT,
+then SIGKILL of its process group after STOP_GRACE seconds). Training for hours or timing a
+benchmark therefore costs only the budget, and what is checked is that the command starts, reads
+its arguments and config, and does real work without failing.
+
+Commands that get something different are listed, with the reason, in SPECIAL: extra arguments
+(appended, never replacing what the README says), a longer budget, a display, or a known bug.
+Lines of the bash blocks that are not `planet` commands are listed in NOT_PLANET with what the
+test does instead. A README command missing from neither list runs with the default budget; a
+key of SPECIAL or NOT_PLANET that the README no longer has fails test_lists_match_the_readme.
+
+README.zh-CN.md must hold the same commands in the same order (test_chinese_readme_matches).
+
+The whole module takes about two minutes on 2 idle cores.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BUDGET = 6.0  # seconds: past start-up (imports, config, env, model) on 2 idle cores
+STOP_GRACE = 20.0  # seconds a stopped command gets to exit after SIGINT (Ray shuts down in ~2 s)
+ERROR = re.compile(r"Traceback \(most recent call last\)|(^|\s)error:", re.IGNORECASE | re.M)
+
+
+@dataclass(frozen=True)
+class Special:
+    why: str
+    extra: tuple[str, ...] = ()  # appended to the command as written
+    budget: float = DEFAULT_BUDGET
+    must_finish: bool = False  # must exit 0 within the budget (later commands need its output)
+    display: bool = False  # run with DISPLAY set to an Xvfb server
+    known_bug: str = ""  # expected to fail until the bug is fixed (strict: a fix fails the test)
+
+
+SPECIAL: dict[str, Special] = {
+    "planet train --env cartpole-swingup": Special(
+        "later commands read runs/cartpole-swingup/cpu-s0: with the cpu preset's 5 random seed "
+        "episodes, --episodes 1 collects one, writes its checkpoint and exits; as written it "
+        "trains for hours",
+        extra=("--episodes", "1"), budget=120, must_finish=True),
+    "planet train --env cartpole-swingup --seed 1": Special(
+        "`planet plot` reads runs/cartpole-swingup/cpu-s1; --episodes 1 as above",
+        extra=("--episodes", "1"), budget=120, must_finish=True),
+    "planet train --preset smoke --episodes 3": Special(
+        "the README promises a short run; its third episode plans and evaluates, which takes "
+        "longer than the default budget", budget=12),
+    "planet train --env cartpole-swingup --symbolic": Special(
+        "the default run folder of a --symbolic run is the pixel run's, runs/cartpole-swingup/"
+        "cpu-s0, and resume refuses the changed config",
+        known_bug="default run folder collides with the pixel run's"),
+    "planet predict runs/cartpole-swingup/cpu-s0 --context 5 --horizon 50": Special(
+        "needs no env or planner, so it is given time to finish: the run-folder table's videos/ "
+        "row comes from it", budget=90, must_finish=True),
+    "planet watch runs/cartpole-swingup/cpu-s0": Special(
+        "needs a display: runs under an Xvfb server (apt-get install xvfb; ./setup.sh test "
+        "installs it)", display=True),
+    "planet sweep --envs cartpole-swingup,walker-walk --seeds 0,1,2 --episodes 100 --preset cpu "
+    "--out sweeps/two-tasks --grid planner.candidates=100,300": Special(
+        "starts a local Ray instance (about 5 s) before its first run starts", budget=15),
+    "planet report sweeps/two-tasks --at-env-steps 100000,500000": Special(
+        "runs right after the sweep above was stopped, before any of its runs evaluated",
+        known_bug="planet report on a sweep without evaluations yet: ZeroDivisionError in "
+                  "report.figure (no tasks to draw)"),
+}
+
+NOT_PLANET: dict[str, str] = {
+    "./setup.sh train": "installs packages, then runs `planet train` (the first command here)",
+    "./setup.sh test": "installs packages, then runs this test suite",
+    "source .venv/bin/activate": "the test runs the `planet` next to this Python instead",
+    "tensorboard --logdir runs": "TensorBoard's own command; the test checks that the runs "
+                                 "written so far hold TensorBoard event files",
+}
+
+
+def readme_lines(path: Path) -> list[str]:
+    """The lines of the ```bash blocks, continuation lines joined, comments dropped."""
+    lines, in_block, pending = [], False, ""
+    for raw in path.read_text().splitlines():
+        if raw.startswith("```"):
+            in_block = raw.strip() == "```bash" and not in_block
+            continue
+        if not in_block:
+            continue
+        line = (pending + " " + raw.strip()).strip() if pending else raw.strip()
+        if line.endswith("\\"):
+            pending = line[:-1].strip()
+            continue
+        pending = ""
+        line = re.sub(r"\s+#.*$", "", line).strip()
+        if line:
+            lines.append(" ".join(line.split()))
+    return lines
+
+
+COMMANDS = [line for line in readme_lines(ROOT / "README.md") if line.startswith("planet ")]
+
+
+def planet_executable() -> str:
+    beside = Path(sys.executable).with_name("planet")
+    found = str(beside) if beside.exists() else shutil.which("planet")
+    assert found, "the `planet` command is not installed (./setup.sh install)"
+    return found
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """The user's shell: one working directory shared by all commands, in README order."""
+    return tmp_path_factory.mktemp("readme")
+
+
+@pytest.fixture(scope="module")
+def xvfb_display():
+    """An Xvfb server for the commands that open a window; stopped after the module."""
+    assert shutil.which("Xvfb"), "Xvfb is missing: apt-get install -y xvfb (./setup.sh test)"
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+        pass_fds=(write_end,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    try:
+        yield ":" + os.read(read_end, 16).decode().strip()
+    finally:
+        os.close(read_end)
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def run_with_budget(argv: list[str], cwd: Path, env: dict, budget: float) -> tuple[str, int | None]:
+    """Run argv for at most `budget` seconds; returns (output, exit code or None if stopped)."""
+    log = cwd / ".readme-command.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            code = process.wait(timeout=budget)
+        except subprocess.TimeoutExpired:
+            code = None
+    output = log.read_text()  # what it printed within its budget
+    if code is None:
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
+        try:
+            process.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+    try:  # whatever it started in its own process group (data loaders, compile workers)
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+    return output, code
+
+
+def params():
+    for command in COMMANDS:
+        special = SPECIAL.get(command)
+        marks = ()
+        if special and special.known_bug:
+            marks = pytest.mark.xfail(strict=True, reason=f"known bug: {special.known_bug}")
+        yield pytest.param(command, marks=marks, id=command[len("planet "):][:60])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", list(params()))
+def test_readme_command(command: str, workdir: Path, request):
+    special = SPECIAL.get(command, Special("as written, default budget"))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if special.display:
+        env["DISPLAY"] = request.getfixturevalue("xvfb_display")
+    argv = [planet_executable(), *shlex.split(command)[1:], *special.extra]
+    started = time.time()
+    output, code = run_with_budget(argv, workdir, env, special.budget)
+    took = time.time() - started
+    shown = f"$ {shlex.join(argv[1:])}\n(exit {code}, {took:.0f} s)\n{output[-3000:]}"
+    if special.must_finish:
+        assert code == 0, f"must exit 0 within {special.budget:.0f} s: {shown}"
+    else:
+        assert code in (0, None), shown
+    assert not ERROR.search(output), shown
+
+
+def test_lists_match_the_readme():
+    lines = readme_lines(ROOT / "README.md")
+    others = [line for line in lines if not line.startswith("planet ")]
+    assert sorted(others) == sorted(NOT_PLANET), "a bash line that is neither run nor listed"
+    stale = [command for command in SPECIAL if command not in COMMANDS]
+    assert not stale, f"SPECIAL names commands the README no longer has: {stale}"
+    assert COMMANDS, "no planet commands found in README.md"
+
+
+def test_tensorboard_logdir_holds_events(workdir: Path):
+    """The README's `tensorboard --logdir runs` line: the runs above wrote event files there."""
+    if not (workdir / "runs").exists():
+        pytest.fail("the README's training commands wrote no runs/ folder (see their tests)")
+    assert list((workdir / "runs").glob("*/*/tb/events.out.tfevents.*"))
+
+
+def test_chinese_readme_matches():
+    english = readme_lines(ROOT / "README.md")
+    chinese = readme_lines(ROOT / "README.zh-CN.md")
+    assert chinese == english, "README.zh-CN.md's commands differ from README.md's"
