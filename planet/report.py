@@ -255,8 +255,8 @@ def figure(groups: list[Group], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tasks = list(dict.fromkeys(group.task for group in groups))
-    columns = min(3, len(tasks))
-    rows = (len(tasks) + columns - 1) // columns
+    columns = max(1, min(3, len(tasks)))
+    rows = max(1, (len(tasks) + columns - 1) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     markers = {"PlaNet (CURL)": "s", "PlaNet (DrQ)": "^", "Dreamer (CURL)": "D",

@@ -79,9 +79,7 @@ SPECIAL: dict[str, Special] = {
     "--out sweeps/two-tasks --grid planner.candidates=100,300": Special(
         "starts a local Ray instance (about 5 s) before its first run starts", budget=15),
     "planet report sweeps/two-tasks --at-env-steps 100000,500000": Special(
-        "runs right after the sweep above was stopped, before any of its runs evaluated",
-        known_bug="planet report on a sweep without evaluations yet: ZeroDivisionError in "
-                  "report.figure (no tasks to draw)"),
+        "runs right after the sweep above was stopped, before any of its runs evaluated"),
 }
 
 NOT_PLANET: dict[str, str] = {
