@@ -49,6 +49,7 @@ class Run:
     grid: str  # 'planner.candidates=100' or ''
     target_episodes: int
     evals: list[tuple[int, float]]  # (env steps, eval return), in order
+    wall: list[tuple[int, float]]  # (env steps, seconds since the run started), per episode
     env_steps: int  # reached so far
     episodes: int  # collected so far
 
@@ -114,6 +115,8 @@ def load_runs(sweep_dir: Path) -> list[Run]:
             name=name, task=task_of(config.env.name),
             grid=",".join(f"{key}={value}" for key, value in grid.items()),
             target_episodes=config.train.episodes, evals=evals,
+            wall=[(int(r["env_steps"]), float(r["wall_time"])) for r in records
+                  if "wall_time" in r],
             env_steps=max((int(r["env_steps"]) for r in records), default=0),
             episodes=len({r["episode"] for r in records}),
         ))
@@ -140,6 +143,12 @@ def value_at(run: Run, env_steps: int) -> tuple[float, int] | None:
     return value, steps
 
 
+def minutes_at(run: Run, env_steps: int) -> float | None:
+    """Wall-clock minutes the run took to reach `env_steps` (evaluations included)."""
+    earlier = [seconds for steps, seconds in run.wall if steps <= env_steps]
+    return earlier[-1] / 60 if earlier and run.env_steps >= env_steps else None
+
+
 def summarise(groups: list[Group], at_env_steps: list[int]) -> dict[str, Any]:
     """The report's numbers, as written to JSON."""
     rows = []
@@ -149,6 +158,7 @@ def summarise(groups: list[Group], at_env_steps: list[int]) -> dict[str, Any]:
             found = {run.name: value_at(run, steps) for run in group.runs}
             taken = {name: hit for name, hit in found.items() if hit is not None}
             values = np.array([value for value, _ in taken.values()], float)
+            minutes = [m for run in group.runs if (m := minutes_at(run, steps)) is not None]
             cells[str(steps)] = {
                 "mean": float(values.mean()) if len(values) else None,
                 "std": float(values.std()) if len(values) else None,
@@ -156,6 +166,7 @@ def summarise(groups: list[Group], at_env_steps: list[int]) -> dict[str, Any]:
                 "returns": {name: value for name, (value, _) in taken.items()},
                 "eval_env_steps": {name: at for name, (_, at) in taken.items()},
                 "not_reached": sorted(name for name, hit in found.items() if hit is None),
+                "wall_minutes": float(np.mean(minutes)) if minutes else None,
             }
         rows.append({
             "task": group.task, "grid": group.grid, "runs": [run.name for run in group.runs],
@@ -187,14 +198,16 @@ def task_means(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
     lines = [f"# Report: {sweep_dir.name}", "",
-             f"Each cell: {summary['method']}. Shown as mean ± std (seeds).", ""]
+             f"Each cell: {summary['method']}. Shown as mean ± std (seeds). Minutes: mean "
+             "wall-clock time of the runs to reach the step count on the machine that ran "
+             "them, evaluations included.", ""]
     means = task_means(summary)
     for steps in summary["at_env_steps"]:
         key = str(steps)
         refs = references_at(steps)
         lines.append(f"## At {steps:,} env steps")
         lines.append("")
-        header = ["task", "this sweep", *[ref.label for ref in refs]]
+        header = ["task", "this sweep", "minutes", *[ref.label for ref in refs]]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         for row in summary["groups"]:
@@ -207,11 +220,13 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
                 ours += " *"
             label = f"{row['task']} [{row['grid']}]" if row["grid"] else row["task"]
             values = [_number(row["references"][key].get(ref.label)) for ref in refs]
-            lines.append("| " + " | ".join([label, ours, *values]) + " |")
+            lines.append("| " + " | ".join([label, ours, _number(cell["wall_minutes"]),
+                                            *values]) + " |")
         for grid, mean in means[key].items():
             label = f"mean over tasks [{grid}]" if grid else "mean over tasks"
             ref_means = [_reference_mean(ref, summary) for ref in refs]
-            lines.append("| " + " | ".join([f"**{label}**", f"**{mean:.0f}**", *ref_means]) + " |")
+            lines.append("| " + " | ".join([f"**{label}**", f"**{mean:.0f}**", "", *ref_means])
+                         + " |")
         lines.append("")
     going = {name: steps for row in summary["groups"] for name, steps in row["still_going"].items()}
     if going:

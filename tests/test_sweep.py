@@ -223,7 +223,8 @@ def write_run(folder: Path, task: str, episodes: int, evals: dict[int, float], s
         folder / "config.json")
     with open(folder / "metrics.jsonl", "w") as handle:
         for episode in range(steps // 1000):
-            record = {"episode": episode, "env_steps": (episode + 1) * 1000, "return": 1.0}
+            record = {"episode": episode, "env_steps": (episode + 1) * 1000, "return": 1.0,
+                      "wall_time": 60.0 * (episode + 1)}
             if (episode + 1) * 1000 in evals:
                 record["eval_return"] = evals[(episode + 1) * 1000]
             handle.write(json.dumps(record) + "\n")
@@ -241,14 +242,16 @@ def test_report_takes_the_last_evaluation_at_or_before_and_marks_unfinished_runs
     (row,) = summary["groups"]
     assert row["at"]["5000"]["mean"] == 35.0 and row["at"]["5000"]["std"] == 5.0
     assert row["at"]["10000"] == {"mean": 50.0, "std": 0.0, "seeds": 1, "returns": {"a": 50.0},
-                                  "eval_env_steps": {"a": 6000}, "not_reached": ["b"]}
+                                  "eval_env_steps": {"a": 6000}, "not_reached": ["b"],
+                                  "wall_minutes": 10.0}
+    assert row["at"]["5000"]["wall_minutes"] == 5.0  # both runs took 5 minutes to 5000 steps
     assert row["still_going"] == {"b": 5000}
     assert row["references"]["100000"] == {"PlaNet (CURL)": 224, "PlaNet (DrQ)": 125,
                                            "Dreamer (CURL)": 277}
     assert cli.main(["report", str(tmp_path), "--at-env-steps", "5000,100000"]) == 0
     text = (tmp_path / "report.md").read_text()
-    assert "| walker-walk | 35 ± 5 (2) * |\n" in text  # no published figure at 5k
-    assert "| walker-walk | not reached * | 224 | 125 | 277 |" in text
+    assert "| walker-walk | 35 ± 5 (2) * | 5 |\n" in text  # no published figure at 5k
+    assert "| walker-walk | not reached * |  | 224 | 125 | 277 |" in text
     assert "b (at 5,000 steps)" in text
 
 
@@ -340,6 +343,6 @@ def test_report_lists_the_runs_a_sweep_has_not_started(tmp_path: Path, capsys):
     }}))
     assert cli.main(["report", str(tmp_path), "--at-env-steps", "2000"]) == 0
     text = (tmp_path / "report.md").read_text()
-    assert "| walker-walk | 8 ± 0 (1) * |" in text
-    assert "| finger-spin | not reached * |" in text
+    assert "| walker-walk | 8 ± 0 (1) * | 2 |" in text
+    assert "| finger-spin | not reached * |  |" in text
     assert "finger-spin/s0 (not started)" in text and "walker-walk/s0 (at 2,000 steps)" in text
