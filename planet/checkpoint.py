@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from planet.config import Config, flatten
 from planet.data.replay import atomic_write_bytes
 
 MAGIC = b"PLANETCK"
+# The names checkpoint_path gives; only these are listed, loaded, pruned or set aside.
+CHECKPOINT_NAME = re.compile(r"episode_(?P<episode>\d{6,})\.pt")
 
 
 class CheckpointError(RuntimeError):
@@ -112,9 +115,16 @@ def checkpoint_path(directory: Path, episode: int) -> Path:
     return directory / f"episode_{episode:06d}.pt"
 
 
+def is_checkpoint_file(path: str | Path) -> bool:
+    """Whether a name is one planet gives checkpoints ('episode_000042.pt', not a user's
+    'episode_best.pt')."""
+    return CHECKPOINT_NAME.fullmatch(Path(path).name) is not None
+
+
 def list_checkpoints(directory: str | Path) -> list[Path]:
-    """Checkpoint files, newest (most episodes) first."""
-    return sorted(Path(directory).glob("episode_*.pt"), reverse=True)
+    """Checkpoint files planet named, newest (most episodes) first; other files are ignored."""
+    paths = [path for path in Path(directory).glob("episode_*.pt") if is_checkpoint_file(path)]
+    return sorted(paths, key=lambda path: int(path.stem.split("_")[1]), reverse=True)
 
 
 def load_latest(directory: str | Path, map_location="cpu", warn=print):
@@ -131,8 +141,11 @@ def load_latest(directory: str | Path, map_location="cpu", warn=print):
 
 
 def set_aside(path: str | Path) -> Path:
-    """Rename a checkpoint that must not be used again to `<name>.damaged` (kept for a look)."""
+    """Rename a checkpoint that must not be used again to `<name>.damaged` (kept for a look).
+    Only planet's own checkpoint names are renamed; anything else is a bug in the caller."""
     path = Path(path)
+    if not is_checkpoint_file(path):
+        raise ValueError(f"{path} is not a checkpoint name planet writes; not renaming it")
     target = path.with_name(path.name + ".damaged")
     path.replace(target)
     return target

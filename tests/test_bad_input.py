@@ -181,18 +181,6 @@ def test_checkpoints_without_config_json_are_not_overwritten(tmp_path, capsys):
 
 
 # --- issue 20: the remaining tracebacks -------------------------------------------------------
-TINY_RUN_ARGS = ["--preset", "smoke", "--env", "toy:dot", "--episodes", "2", "--no-progress",
-                 "--set", "train.seed_episodes=1", "--set", "env.max_episode_steps=10"]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A toy:dot run of 2 short episodes (one planned) with 2 checkpoints (a few seconds)."""
-    run_dir = tmp_path_factory.mktemp("tiny") / "run"
-    assert cli.main(["train", *TINY_RUN_ARGS, "--run-dir", str(run_dir)]) == 0
-    return run_dir
-
-
 def copy_run(run_dir, tmp_path):
     import shutil
 
@@ -244,3 +232,4 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert cli.main(["train"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == ["planet: interrupted"]
+
