@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,14 @@ CHECKPOINT_NAME = re.compile(r"episode_(?P<episode>\d{6,})\.pt")
 
 
 class CheckpointError(RuntimeError):
-    """A damaged or incompatible checkpoint; the message is meant for the user."""
+    """A damaged or incompatible checkpoint; the message is meant for the user.
+
+    `reason` is the message without the advice that follows it, for errors that list several
+    problems (planet.resume.resume_point) and should give the advice once."""
+
+    def __init__(self, reason: str, advice: str = ""):
+        super().__init__(f"{reason}; {advice}" if advice else reason)
+        self.reason = reason
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -46,22 +54,30 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
     header = len(MAGIC) + 32
     if len(raw) < header or not raw.startswith(MAGIC):
         raise CheckpointError(
-            f"checkpoint {path} is not a planet checkpoint or is truncated ({len(raw)} bytes); "
-            + _FALLBACK_HINT
+            f"checkpoint {path} is not a planet checkpoint or is truncated ({len(raw)} bytes)",
+            _FALLBACK_HINT,
         )
     digest, data = raw[len(MAGIC) : header], raw[header:]
     if hashlib.sha256(data).digest() != digest:
         raise CheckpointError(
-            f"checkpoint {path} fails its sha256 checksum (truncated or corrupted); "
-            + _FALLBACK_HINT
+            f"checkpoint {path} fails its sha256 checksum (truncated or corrupted)",
+            _FALLBACK_HINT,
         )
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except Exception as error:  # unpickling errors have many types; all mean "cannot use it"
+    except pickle.UnpicklingError as error:
+        # PyTorch's own message suggests weights_only=False; never pass that advice on.
+        found = re.search(r"GLOBAL (\S+)", str(error))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(
+            f"checkpoint {path} holds code or objects{what} that planet never writes, so it "
+            "was refused unread; do not load files from untrusted sources"
+        ) from None
+    except Exception as error:  # other load errors have many types; all mean "cannot use it"
         raise CheckpointError(
             f"checkpoint {path} passes its checksum but cannot be loaded "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-            "it was probably written by an incompatible version of planet or torch"
+            f"({type(error).__name__}); it was probably written by an incompatible version of "
+            "planet or torch"
         ) from None
 
 

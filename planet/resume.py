@@ -101,17 +101,16 @@ def resume_point(run_dir: Path, config: Config, log=print):
                 )
         except (CheckpointError, ReplayError) as error:
             log(f"warning: {error}; trying an older checkpoint")
-            problems.append(str(error))
+            problems.append(error.reason)
             skipped.append(path)
             continue
         for bad in skipped:
             log(f"warning: setting aside unusable checkpoint {bad.name} as "
                 f"{set_aside(bad).name}")
         return path, payload, replay
-    raise TrainError(
-        f"cannot resume {run_dir}: no usable checkpoint ({' | '.join(problems)}). "
-        "Start a new --run-dir"
-    )
+    listed = "; ".join(dict.fromkeys(problems)) or f"none in {checkpoint_dir}"  # each once
+    raise TrainError(f"cannot resume {run_dir}: no usable checkpoint ({listed}). "
+                     "Start a new --run-dir")
 
 
 def rng_state(replay_rng: np.random.Generator) -> dict[str, Any]:

@@ -42,7 +42,13 @@ TEMPORARY_NAME = re.compile(r"\.(?P<target>.+)\.planet-tmp\.(?P<pid>\d+)")
 
 
 class ReplayError(RuntimeError):
-    """Bad replay state or a damaged episode file; the message is meant for the user."""
+    """Bad replay state or a damaged episode file; the message is meant for the user.
+
+    `reason` is the message without the advice that follows it (see CheckpointError)."""
+
+    def __init__(self, reason: str, advice: str = ""):
+        super().__init__(f"{reason}; {advice}" if advice else reason)
+        self.reason = reason
 
 
 @dataclass
@@ -232,11 +238,11 @@ def load_episode(path: Path) -> dict[str, np.ndarray]:
     except Exception as error:  # zip, pickle or key errors all mean the same to the user
         raise ReplayError(
             f"episode file {path} is unreadable, truncated or corrupted "
-            f"({type(error).__name__}: {error}); {_DAMAGED_HINT}"
+            f"({type(error).__name__}: {error})", _DAMAGED_HINT,
         ) from None
     if _checksum(episode) != stored:
-        raise ReplayError(f"episode file {path} fails its CRC32 checksum (corrupted); "
-                          + _DAMAGED_HINT)
+        raise ReplayError(f"episode file {path} fails its CRC32 checksum (corrupted)",
+                          _DAMAGED_HINT)
     return episode
 
 
