@@ -60,6 +60,13 @@ def test_evaluate_outputs_over_run_files_are_refused(tmp_path, capsys, option, n
     assert f"{option} would write {run_dir / name}, which belongs to the run in" in line
 
 
+def test_plot_out_inside_a_runs_own_folder_is_refused(tmp_path, capsys):
+    run_dir = fake_run(tmp_path)
+    line = one_line_error(["plot", str(run_dir), "--out", str(run_dir / "tb" / "c.png")], capsys)
+    assert f"--out would write {run_dir / 'tb' / 'c.png'}, which belongs to the run" in line
+    assert not (run_dir / "tb").exists()
+
+
 def test_evaluate_into_a_run_being_trained_is_refused_unless_it_writes_elsewhere(
     tiny_run, tmp_path, capsys
 ):
