@@ -65,19 +65,21 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
         )
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        # PyTorch's own message suggests weights_only=False; never pass that advice on.
-        found = re.search(r"GLOBAL (\S+)", str(error))
-        what = f" ({found.group(1)})" if found else ""
-        raise CheckpointError(
-            f"checkpoint {path} holds code or objects{what} that planet never writes, so it "
-            "was refused unread; do not load files from untrusted sources"
-        ) from None
-    except Exception as error:  # other load errors have many types; all mean "cannot use it"
+    except Exception as error:  # load errors have many types; all mean "cannot use it"
+        # The safe loader names what it refused as "GLOBAL module.name" (garbage gets another
+        # refusal). PyTorch's message suggests weights_only=False: never pass that advice on.
+        refused = re.search(r"GLOBAL (\S+)", str(error))
+        if isinstance(error, pickle.UnpicklingError) and refused:
+            raise CheckpointError(
+                f"checkpoint {path} holds code or objects ({refused.group(1)}) that planet never "
+                "writes, so it was refused unread; do not load files from untrusted sources"
+            ) from None
+        first_line = (str(error).splitlines() or [""])[0][:120]
+        detail = f": {first_line}" if first_line and "weights_only" not in first_line else ""
         raise CheckpointError(
             f"checkpoint {path} passes its checksum but cannot be loaded "
-            f"({type(error).__name__}); it was probably written by an incompatible version of "
-            "planet or torch"
+            f"({type(error).__name__}{detail}); it was probably written by an incompatible "
+            "version of planet or torch"
         ) from None
 
 
