@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,19 @@ from planet.config import Config, flatten
 from planet.data.replay import atomic_write_bytes
 
 MAGIC = b"PLANETCK"
+# The names checkpoint_path gives; only these are listed, loaded, pruned or set aside.
+CHECKPOINT_NAME = re.compile(r"episode_(?P<episode>\d{6,})\.pt")
 
 
 class CheckpointError(RuntimeError):
-    """A damaged or incompatible checkpoint; the message is meant for the user."""
+    """A damaged or incompatible checkpoint; the message is meant for the user.
+
+    `reason` is the message without the advice that follows it, for errors that list several
+    problems (planet.resume.resume_point) and should give the advice once."""
+
+    def __init__(self, reason: str, advice: str = ""):
+        super().__init__(f"{reason}; {advice}" if advice else reason)
+        self.reason = reason
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -43,22 +54,32 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
     header = len(MAGIC) + 32
     if len(raw) < header or not raw.startswith(MAGIC):
         raise CheckpointError(
-            f"checkpoint {path} is not a planet checkpoint or is truncated ({len(raw)} bytes); "
-            + _FALLBACK_HINT
+            f"checkpoint {path} is not a planet checkpoint or is truncated ({len(raw)} bytes)",
+            _FALLBACK_HINT,
         )
     digest, data = raw[len(MAGIC) : header], raw[header:]
     if hashlib.sha256(data).digest() != digest:
         raise CheckpointError(
-            f"checkpoint {path} fails its sha256 checksum (truncated or corrupted); "
-            + _FALLBACK_HINT
+            f"checkpoint {path} fails its sha256 checksum (truncated or corrupted)",
+            _FALLBACK_HINT,
         )
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
-    except Exception as error:  # unpickling errors have many types; all mean "cannot use it"
+    except Exception as error:  # load errors have many types; all mean "cannot use it"
+        # The safe loader names what it refused as "GLOBAL module.name" (garbage gets another
+        # refusal). PyTorch's message suggests weights_only=False: never pass that advice on.
+        refused = re.search(r"GLOBAL (\S+)", str(error))
+        if isinstance(error, pickle.UnpicklingError) and refused:
+            raise CheckpointError(
+                f"checkpoint {path} holds code or objects ({refused.group(1)}) that planet never "
+                "writes, so it was refused unread; do not load files from untrusted sources"
+            ) from None
+        first_line = (str(error).splitlines() or [""])[0][:120]
+        detail = f": {first_line}" if first_line and "weights_only" not in first_line else ""
         raise CheckpointError(
             f"checkpoint {path} passes its checksum but cannot be loaded "
-            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
-            "it was probably written by an incompatible version of planet or torch"
+            f"({type(error).__name__}{detail}); it was probably written by an incompatible "
+            "version of planet or torch"
         ) from None
 
 
@@ -112,9 +133,16 @@ def checkpoint_path(directory: Path, episode: int) -> Path:
     return directory / f"episode_{episode:06d}.pt"
 
 
+def is_checkpoint_file(path: str | Path) -> bool:
+    """Whether a name is one planet gives checkpoints ('episode_000042.pt', not a user's
+    'episode_best.pt')."""
+    return CHECKPOINT_NAME.fullmatch(Path(path).name) is not None
+
+
 def list_checkpoints(directory: str | Path) -> list[Path]:
-    """Checkpoint files, newest (most episodes) first."""
-    return sorted(Path(directory).glob("episode_*.pt"), reverse=True)
+    """Checkpoint files planet named, newest (most episodes) first; other files are ignored."""
+    paths = [path for path in Path(directory).glob("episode_*.pt") if is_checkpoint_file(path)]
+    return sorted(paths, key=lambda path: int(path.stem.split("_")[1]), reverse=True)
 
 
 def load_latest(directory: str | Path, map_location="cpu", warn=print):
@@ -131,8 +159,11 @@ def load_latest(directory: str | Path, map_location="cpu", warn=print):
 
 
 def set_aside(path: str | Path) -> Path:
-    """Rename a checkpoint that must not be used again to `<name>.damaged` (kept for a look)."""
+    """Rename a checkpoint that must not be used again to `<name>.damaged` (kept for a look).
+    Only planet's own checkpoint names are renamed; anything else is a bug in the caller."""
     path = Path(path)
+    if not is_checkpoint_file(path):
+        raise ValueError(f"{path} is not a checkpoint name planet writes; not renaming it")
     target = path.with_name(path.name + ".damaged")
     path.replace(target)
     return target

@@ -4,7 +4,8 @@
 
 All episodes run at once as a batch of envs (the planner plans for all of them in one call), each
 env seeded differently: env seed = episode_seed(S, i, purpose=2), a stream apart from the
-training (0) and in-training evaluation (1) seeds. Exploration noise is off.
+training (0) and in-training evaluation (1) seeds. Exploration noise is off. The planner's random
+numbers are seeded from S too, so the same command gives the same returns.
 
 eval.json (RUN_DIR/eval.json unless --json) holds the per-episode returns and seeds, their mean,
 std, min and max, and where they come from: the checkpoint file, the episodes and env steps it was
@@ -22,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from planet.cli import UsageError
+from planet.run_files import guard_outputs
 from planet.runs import check_video_path, hwc, label_frame, load_run, upscale, write_video
 from planet.train import env_from_config, episode_seed, run_episodes
+from planet.utils import seed_everything
 
 EVALUATE_PURPOSE = 2  # episode_seed stream: 0 training, 1 evaluation during training, 2 here
 
@@ -50,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise UsageError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed must be in 0 .. 2**32 - 1, got {args.seed}")
     if args.size < 64 or args.size % 64:
         raise UsageError(f"--size must be a positive multiple of 64, got {args.size}")
     video = check_video_path(args.video) if args.video else None
@@ -57,6 +62,14 @@ def main(args: argparse.Namespace) -> int:
     if args.max_episode_steps is not None:
         overrides["env.max_episode_steps"] = args.max_episode_steps
     run_dir = Path(args.run_dir)
+    json_path = Path(args.json) if args.json else run_dir / "eval.json"
+    outputs = [("--json", json_path)] + ([("--video", video)] if video else [])
+    with guard_outputs(run_dir, outputs, "planet evaluate"):
+        return evaluate_run(args, run_dir, video, json_path, overrides)
+
+
+def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None, json_path: Path,
+                 overrides: dict) -> int:
     run = load_run(run_dir, args.checkpoint, args.device, overrides)
     seed_base = run.config.seed if args.seed is None else args.seed
     seeds = [episode_seed(seed_base, index, EVALUATE_PURPOSE) for index in range(args.episodes)]
@@ -65,6 +78,9 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("--video needs a pixel run; this run uses --symbolic observations")
     print(f"evaluating {run.checkpoint} ({run.env_steps} env steps trained) on "
           f"{run.config.env.name}: {args.episodes} episodes")
+    # The planner's candidates come from torch's RNG: seeded from --seed, the same command gives
+    # the same returns (same machine, precision and thread count).
+    seed_everything(episode_seed(seed_base, 0, EVALUATE_PURPOSE + 100))
     try:
         episodes = run_episodes(envs, run.agent, seeds, explore=False)
     finally:
@@ -98,7 +114,6 @@ def main(args: argparse.Namespace) -> int:
         frames = agent_video_frames(episodes, args.size // 64)
         write_video(video, frames, fps)
         print(f"wrote {video} ({len(frames)} frames, {args.size}x{args.size})")
-    json_path = Path(args.json) if args.json else run_dir / "eval.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {json_path}")

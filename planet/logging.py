@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +14,19 @@ import numpy as np
 
 class Logger:
     """Writes each episode's metrics to `metrics.jsonl` and TensorBoard (train/, eval/, loss/,
-    timing/ namespaces). On resume, lines for episodes at or past `start_episode` are dropped
-    first, so the file never holds an episode twice."""
+    timing/ namespaces).
+
+    On resume, lines for episodes at or past `start_episode` are dropped first, so the file
+    never holds an episode twice. A line of an earlier episode that cannot be read (or is
+    missing) is reported through `warn` with its episode number, and rebuilt with
+    `rebuild(episode)` when given (see planet.train.metrics_rebuilder), else dropped."""
 
     def __init__(self, run_dir: Path, start_episode: int = 0, tensorboard: bool = True,
-                 purge_step: int | None = None):
+                 purge_step: int | None = None,
+                 rebuild: Callable[[int], dict[str, Any]] | None = None, warn=print):
         self.run_dir = Path(run_dir)
         self.metrics_path = self.run_dir / "metrics.jsonl"
-        self._truncate(start_episode)
+        self._truncate(start_episode, rebuild, warn)
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -29,25 +36,49 @@ class Logger:
             # checkpoint's env steps + 1.
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
 
-    def _truncate(self, start_episode: int) -> None:
-        if not self.metrics_path.exists():
+    def _truncate(self, start_episode: int, rebuild, warn) -> None:
+        if start_episode == 0 and not self.metrics_path.exists():
             return
-        kept = []
-        for line in self.metrics_path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill
-            if record.get("episode", math.inf) < start_episode:
-                kept.append(line)
+        text = self.metrics_path.read_text(errors="replace") if self.metrics_path.exists() else ""
+        records, bad_lines = parse_metrics(text)
+        kept = [record for _, record in records
+                if record.get("episode", math.inf) < start_episode]
+        present = {record.get("episode") for record in kept}
+        unreadable = _episodes_of_bad_lines(records, bad_lines)
+        missing = [episode for episode in range(start_episode) if episode not in present]
+        if rebuild is None:
+            outcome = "it cannot be rebuilt here, so the run has no metrics for it"
+        else:
+            outcome = ("rebuilt from the episode file (return and steps; its losses and "
+                       "timings are lost)")
+        for episode in missing:
+            if episode in unreadable:
+                warn(f"warning: {self.metrics_path} line {unreadable[episode]} (episode "
+                     f"{episode}) cannot be read; {outcome}")
+        absent = [episode for episode in missing if episode not in unreadable]
+        if absent:
+            shown = ", ".join(map(str, absent[:5])) + (" ..." if absent[5:] else "")
+            warn(f"warning: {self.metrics_path} has no line for episode(s) {shown}; "
+                 f"{outcome.replace('it', 'each', 1) if rebuild is None else outcome}")
+        if rebuild is not None:
+            kept += [rebuild(episode) for episode in missing]
+        kept.sort(key=lambda record: record.get("episode", math.inf))  # stable: order kept
         # Atomic, so a kill during the rewrite cannot lose the lines kept.
         from planet.data.replay import atomic_write_bytes
 
-        atomic_write_bytes(self.metrics_path, "".join(line + "\n" for line in kept).encode())
+        lines = "".join(json.dumps(record, sort_keys=True) + "\n" for record in kept)
+        atomic_write_bytes(self.metrics_path, lines.encode())
 
     def log_episode(self, record: dict[str, Any]) -> None:
+        """Append the episode's line, flushed and fsynced (it must be on disk before the
+        checkpoint that counts its episode), then log it to TensorBoard."""
+        created = not self.metrics_path.exists()
         with open(self.metrics_path, "a") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if created:
+            _fsync_folder(self.metrics_path.parent)
         if self.writer is None:
             return
         step = record["env_steps"]
@@ -76,6 +107,29 @@ class Logger:
 
 class MetricsError(ValueError):
     """An unreadable line in metrics.jsonl; the message names the file and the line."""
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _episodes_of_bad_lines(records: list[tuple[int, dict]], bad_lines: list[int]) -> dict:
+    """{episode: line number} for unreadable lines: lines are written in episode order, so a bad
+    line holds the episode after the readable line before it (0 at the top)."""
+    episode_at = dict(records)
+    found, expected = {}, 0
+    for number in sorted([*episode_at, *bad_lines]):
+        if number in episode_at:
+            episode = episode_at[number].get("episode")
+            expected = episode + 1 if isinstance(episode, int) else expected
+        else:
+            found.setdefault(expected, number)
+            expected += 1
+    return found
 
 
 def parse_metrics(text: str) -> tuple[list[tuple[int, dict[str, Any]]], list[int]]:

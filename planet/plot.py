@@ -21,6 +21,7 @@ import numpy as np
 
 from planet.cli import UsageError
 from planet.logging import read_metrics
+from planet.run_files import refuse_run_files
 from planet.train import TrainError, load_run_config
 
 # Table 1 (1,000 episodes = 1M env steps), and PlaNet at 100k and 500k env steps (CURL paper).
@@ -124,6 +125,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out must be a .png file, got {out}")
+    refuse_run_files([("--out", out)])  # a reader: never takes a run's lock
     runs = [load_curves(Path(run_dir)) for run_dir in args.run_dirs]
     plot_runs(runs, out, args.width, args.height, train=not args.no_train)
     print(f"wrote {out} ({args.width}x{args.height}) from {len(runs)} run(s)")

@@ -35,6 +35,7 @@ import torch
 
 from planet.data.preprocess import preprocess_obs
 from planet.data.replay import ReplayError, load_episode
+from planet.run_files import guard_outputs
 from planet.runs import (
     GREEN,
     RED,
@@ -262,8 +263,23 @@ def _episode_file(run_dir: Path, index: int) -> Path:
 def main(args: argparse.Namespace) -> int:
     if args.context < 1 or args.horizon < 1 or args.start < 0:
         raise MediaError("--context and --horizon must be at least 1 and --start at least 0")
+    if not 0 <= args.seed < 2**32:
+        raise MediaError(f"--seed must be in 0 .. 2**32 - 1, got {args.seed}")
     run_dir = Path(args.run_dir)
     out = check_video_path(args.out or run_dir / "videos" / "predict.mp4")
+    outputs = [("--out", path) for path in output_paths(out).values()]
+    with guard_outputs(run_dir, outputs, "planet predict"):
+        return predict_run(args, run_dir, out)
+
+
+def output_paths(out: Path) -> dict[str, Path]:
+    """The video and, next to it with the same stem, the sheet, error curve and JSON summary."""
+    stem = out.with_suffix("")
+    return {"video": out, "sheet": stem.with_name(stem.name + "_sheet.png"),
+            "curve": stem.with_name(stem.name + "_error.png"), "summary": stem.with_suffix(".json")}
+
+
+def predict_run(args: argparse.Namespace, run_dir: Path, out: Path) -> int:
     run = load_run(run_dir, args.checkpoint, args.device, env=None)
     if run.model.symbolic:
         raise MediaError("predict draws images; this run uses --symbolic state observations")
@@ -281,10 +297,8 @@ def main(args: argparse.Namespace) -> int:
         print("warning: the prediction error is not finite; the checkpoint may have diverged")
     title = (f"{run.config.env.name}: open-loop prediction, {run_dir.name} after "
              f"{run.env_steps} env steps, replay episode {path.stem}")
-    stem = out.with_suffix("")
-    sheet, curve, summary_path = (stem.with_name(stem.name + "_sheet.png"),
-                                  stem.with_name(stem.name + "_error.png"),
-                                  stem.with_suffix(".json"))
+    paths = output_paths(out)
+    sheet, curve, summary_path = paths["sheet"], paths["curve"], paths["summary"]
     write_video(out, video_frames(result), args.fps)
     contact_sheet(result, sheet, title)
     error_plot(result, curve, title)

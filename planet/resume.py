@@ -6,11 +6,14 @@ model, optimiser, every RNG (torch, CUDA, numpy, Python, the replay sampler's), 
 env-step and update counters. Every write is atomic (temporary file, fsync, rename). A kill at
 any moment therefore leaves the last checkpoint N and episode files 0..N-1 intact, plus perhaps
 episode files, metrics lines and TensorBoard events past N. Resuming loads checkpoint N, deletes
-episode files >= N, drops metrics lines >= N, purges TensorBoard events past N's env steps, and
+episode files >= N, drops metrics lines >= N (an unreadable line of an earlier episode is
+reported and rebuilt from its episode file), purges TensorBoard events past N's env steps, and
 continues: with train.deterministic on CPU the resumed run logs the same numbers as a run that
 was never killed. A half-collected episode was never written and is collected again; so are the
 episodes after the last checkpoint when checkpoint_interval > 1 (their model state was not
 saved). Env RNG needs no saving: each episode resets its env with `episode_seed`.
+The whole run holds the run folder's lock (planet.run_lock), so no second writer can interleave
+its episodes or delete the temporary files of this one.
 
 This module holds what that takes: which config fields may change on resume, the choice of the
 checkpoint to resume from, the state of every RNG, private RNG streams for evaluation and
@@ -98,17 +101,16 @@ def resume_point(run_dir: Path, config: Config, log=print):
                 )
         except (CheckpointError, ReplayError) as error:
             log(f"warning: {error}; trying an older checkpoint")
-            problems.append(str(error))
+            problems.append(error.reason)
             skipped.append(path)
             continue
         for bad in skipped:
             log(f"warning: setting aside unusable checkpoint {bad.name} as "
                 f"{set_aside(bad).name}")
         return path, payload, replay
-    raise TrainError(
-        f"cannot resume {run_dir}: no usable checkpoint ({' | '.join(problems)}). "
-        "Start a new --run-dir"
-    )
+    listed = "; ".join(dict.fromkeys(problems)) or f"none in {checkpoint_dir}"  # each once
+    raise TrainError(f"cannot resume {run_dir}: no usable checkpoint ({listed}). "
+                     "Start a new --run-dir")
 
 
 def rng_state(replay_rng: np.random.Generator) -> dict[str, Any]:

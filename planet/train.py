@@ -44,6 +44,7 @@ from planet.data.replay import (
     EpisodeReplay,
     atomic_write_bytes,
     episode_index,
+    is_episode_file,
     remove_temporary_files,
 )
 from planet.envs import make_env
@@ -62,6 +63,7 @@ from planet.resume import (
     set_rng_state,
     test_kill_point,
 )
+from planet.run_files import check_run_folder
 from planet.run_lock import hold_run_dir
 from planet.utils import (
     Timer,
@@ -255,6 +257,7 @@ def _train(
     checkpoint_dir = run_dir / "checkpoints"
     episodes_dir = run_dir / "episodes"
     config_path = run_dir / "config.json"
+    check_run_folder(run_dir, log)  # never overwrites a config.json planet did not write
     resuming = config_path.exists() and bool(list_checkpoints(checkpoint_dir))
     if not config_path.exists() and list_checkpoints(checkpoint_dir):
         raise TrainError(f"{run_dir} holds checkpoints but no config.json, so it cannot be "
@@ -302,7 +305,7 @@ def _train(
     # Episode files past the resume point were collected after it (their checkpoint was never
     # written or was unusable): drop them; those episodes are collected again.
     for stale in sorted(episodes_dir.glob("*.npz")):
-        if episode_index(stale) >= start_episode:
+        if is_episode_file(stale) and episode_index(stale) >= start_episode:
             stale.unlink()
     replay.directory = episodes_dir  # from here on, each new episode is written as it completes
     atomic_write_bytes(config_path, (config.to_json() + "\n").encode())
@@ -311,7 +314,8 @@ def _train(
     purge_step = env_steps + 1 if (run_dir / "tb").exists() else None
     if purge_step is not None:
         after_last_event_file(run_dir / "tb")
-    logger = Logger(run_dir, start_episode, purge_step=purge_step)
+    logger = Logger(run_dir, start_episode, purge_step=purge_step, warn=log,
+                    rebuild=metrics_rebuilder(replay, env.action_repeat, config))
     timer = Timer()
     total = config.train.episodes
     start_time = time.time() - wall_offset
@@ -449,6 +453,25 @@ def _train(
         "resumed_from": start_episode if found is not None else None,
         "nonfinite_updates": learner.nonfinite_updates,
     }
+
+
+def metrics_rebuilder(replay: EpisodeReplay, action_repeat: int, config: Config):
+    """rebuild(episode) -> the metrics line of a stored episode, from its episode file: episode,
+    env and agent steps, return, random_policy, and `rebuilt: true` (losses, evaluation and
+    timings are stored nowhere else)."""
+
+    def rebuild(episode: int) -> dict[str, Any]:
+        steps = replay.lengths[: episode + 1]
+        return {
+            "episode": episode,
+            "env_steps": int(sum(steps)) * action_repeat,
+            "agent_steps": int(steps[-1]),
+            "return": float(replay._episode(episode)["reward"].sum()),
+            "random_policy": episode < config.train.seed_episodes,
+            "rebuilt": True,
+        }
+
+    return rebuild
 
 
 def run_test_episodes(config: Config, agent: Agent, seeds: list[int]) -> list[dict]:

@@ -75,3 +75,18 @@ def toy_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("toy_run") / "run"
     train(make_config("smoke", TOY_OVERRIDES), run_dir, progress=False, log=lambda *_: None)
     return run_dir
+
+
+# A toy:dot run of 2 short episodes (one planned), checkpoints 1 and 2: a few seconds.
+TINY_OVERRIDES = {"env.name": "toy:dot", "train.episodes": 2, "train.seed_episodes": 1,
+                  "env.max_episode_steps": 10}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A toy:dot run trained with TINY_OVERRIDES; read-only, like smoke_run."""
+    from planet.train import train
+
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    train(make_config("smoke", TINY_OVERRIDES), run_dir, progress=False, log=lambda *_: None)
+    return run_dir

@@ -181,18 +181,6 @@ def test_checkpoints_without_config_json_are_not_overwritten(tmp_path, capsys):
 
 
 # --- issue 20: the remaining tracebacks -------------------------------------------------------
-TINY_RUN_ARGS = ["--preset", "smoke", "--env", "toy:dot", "--episodes", "2", "--no-progress",
-                 "--set", "train.seed_episodes=1", "--set", "env.max_episode_steps=10"]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A toy:dot run of 2 short episodes (one planned) with 2 checkpoints (a few seconds)."""
-    run_dir = tmp_path_factory.mktemp("tiny") / "run"
-    assert cli.main(["train", *TINY_RUN_ARGS, "--run-dir", str(run_dir)]) == 0
-    return run_dir
-
-
 def copy_run(run_dir, tmp_path):
     import shutil
 
@@ -244,3 +232,45 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert cli.main(["train"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == ["planet: interrupted"]
+
+
+class RunsCode:
+    """What a malicious checkpoint would hold: unpickling it calls os.system."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo planet-test-should-never-print",))
+
+
+def test_unsafe_checkpoint_is_refused_without_pytorchs_advice(tmp_path, capsys):
+    import hashlib
+    import io
+
+    from planet.checkpoint import MAGIC
+
+    run_dir = make_run_dir(tmp_path)
+    buffer = io.BytesIO()
+    torch.save({"model": RunsCode(), "episode": 1}, buffer)
+    data = buffer.getvalue()
+    checkpoint = run_dir / "checkpoints" / "episode_000001.pt"
+    checkpoint.write_bytes(MAGIC + hashlib.sha256(data).digest() + data)
+    code, line = run_cli(["evaluate", str(run_dir), "--checkpoint", str(checkpoint)], capsys)
+    assert code == 2
+    assert f"checkpoint {checkpoint} holds code or objects (posix.system) that planet never " \
+           "writes, so it was refused unread; do not load files from untrusted sources" in line
+    assert "weights_only" not in line and "succeed" not in line
+
+
+def test_no_usable_checkpoint_error_says_each_thing_once(tmp_path, capsys):
+    run_dir = make_run_dir(tmp_path)
+    for episode in (1, 2):
+        (run_dir / "checkpoints" / f"episode_00000{episode}.pt").write_bytes(b"garbage")
+    code, line = run_cli(["train", "--resume", str(run_dir), "--no-progress"], capsys)
+    assert code == 2
+    assert line == (
+        f"planet train: error: cannot resume {run_dir}: no usable checkpoint (checkpoint "
+        f"{run_dir / 'checkpoints' / 'episode_000002.pt'} is not a planet checkpoint or is "
+        f"truncated (7 bytes); checkpoint {run_dir / 'checkpoints' / 'episode_000001.pt'} is "
+        "not a planet checkpoint or is truncated (7 bytes)). Start a new --run-dir"
+    )

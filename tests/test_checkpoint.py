@@ -28,6 +28,7 @@ from planet.data.replay import (
     Chunks,
     EpisodeReplay,
     ReplayError,
+    is_temporary_file,
     load_episode,
 )
 from planet.logging import read_metrics
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def no_temporary_files(directory) -> bool:
-    return not list(directory.rglob(".*.tmp*"))
+    return not [path for path in directory.rglob("*") if is_temporary_file(path)]
 
 
 # --- checkpoint files ----------------------------------------------------------------------------
@@ -277,8 +278,9 @@ def test_full_disk_stops_cleanly_and_the_run_resumes(tmp_path, monkeypatch):
 
     def fill_disk_during_episode_1(learner, chunks):
         if not state:  # the first update of episode 1; episode 0 and checkpoint 1 are written
-            # fsyncs to come: episode file 1, its folder, then checkpoint 2 fails.
-            state.update(fail_fsync_after(monkeypatch, 2))
+            # fsyncs to come: episode file 1, its folder, its metrics line, then checkpoint 2
+            # fails.
+            state.update(fail_fsync_after(monkeypatch, 3))
 
     with pytest.raises(TrainError) as error:
         train(guard_config(), run_dir, progress=False, log=quiet,

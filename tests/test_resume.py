@@ -26,7 +26,7 @@ from conftest import quiet
 import planet.train
 from planet import cli
 from planet.checkpoint import list_checkpoints, load_checkpoint
-from planet.data.replay import EpisodeReplay
+from planet.data.replay import EpisodeReplay, is_temporary_file, temporary_path
 from planet.logging import read_metrics
 from planet.train import TrainError, check_resume_config, train
 
@@ -145,7 +145,7 @@ def assert_complete(run_dir: Path, reference: Path) -> None:
     returns = tensorboard_scalars(run_dir, "train/return")
     assert [step for step, _ in returns] == [m["env_steps"] for m in metrics]
     assert np.allclose([value for _, value in returns], [m["return"] for m in metrics])
-    assert not list(run_dir.rglob(".*.tmp*"))
+    assert not [path for path in run_dir.rglob("*") if is_temporary_file(path)]
 
 
 def test_kill_during_update_phase_then_resume(reference, tmp_path, monkeypatch):
@@ -192,7 +192,8 @@ def test_kill_between_episode_file_and_checkpoint(reference, tmp_path):
     run_dir = copy_run(reference, tmp_path)
     checkpoints = run_dir / "checkpoints"
     latest = checkpoints / "episode_000003.pt"
-    (checkpoints / ".episode_000003.pt.tmp12345").write_bytes(latest.read_bytes()[:1000])
+    temporary = temporary_path(latest, pid=12345)
+    temporary.write_bytes(latest.read_bytes()[:1000])
     latest.unlink()
     lines: list[str] = []
     summary = train(make_config(), run_dir, progress=False, log=lines.append)

@@ -109,7 +109,7 @@ def test_two_train_processes_on_one_folder_and_a_sigkilled_holder(tmp_path, caps
     )
     try:
         wait_until(lambda: is_held(run_dir) and (read_holder(run_dir) or {}).get("pid")
-                   == first.pid, 120, "the first run to hold the lock")
+                   == first.pid, 300, "the first run to hold the lock")
         start = time.monotonic()
         code = cli.main(["train", *TRAIN_ARGS, "--episodes", "1000", "--run-dir", str(run_dir)])
         elapsed = time.monotonic() - start

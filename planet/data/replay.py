@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +35,20 @@ from pathlib import Path
 import numpy as np
 
 EPISODE_KEYS = ("obs", "action", "reward")
+# Names planet writes: episode files, and the temporary files of its atomic writer. Start-up
+# cleanup and resume touch only files whose whole name matches.
+EPISODE_NAME = re.compile(r"(?P<index>\d{6,})_(?P<length>\d+)\.npz")
+TEMPORARY_NAME = re.compile(r"\.(?P<target>.+)\.planet-tmp\.(?P<pid>\d+)")
 
 
 class ReplayError(RuntimeError):
-    """Bad replay state or a damaged episode file; the message is meant for the user."""
+    """Bad replay state or a damaged episode file; the message is meant for the user.
+
+    `reason` is the message without the advice that follows it (see CheckpointError)."""
+
+    def __init__(self, reason: str, advice: str = ""):
+        super().__init__(f"{reason}; {advice}" if advice else reason)
+        self.reason = reason
 
 
 @dataclass
@@ -147,7 +158,7 @@ class EpisodeReplay:
         """Reload every episode file in `directory` in index order (the first `limit` of them)."""
         replay = cls(None, bit_depth, max_episodes_in_memory)
         replay.directory = Path(directory)
-        files = sorted(Path(directory).glob("*.npz"))
+        files = sorted(path for path in Path(directory).glob("*.npz") if is_episode_file(path))
         for expected, path in enumerate(files[:limit]):
             index, length = _parse_name(path)
             if index != expected:
@@ -227,11 +238,11 @@ def load_episode(path: Path) -> dict[str, np.ndarray]:
     except Exception as error:  # zip, pickle or key errors all mean the same to the user
         raise ReplayError(
             f"episode file {path} is unreadable, truncated or corrupted "
-            f"({type(error).__name__}: {error}); {_DAMAGED_HINT}"
+            f"({type(error).__name__}: {error})", _DAMAGED_HINT,
         ) from None
     if _checksum(episode) != stored:
-        raise ReplayError(f"episode file {path} fails its CRC32 checksum (corrupted); "
-                          + _DAMAGED_HINT)
+        raise ReplayError(f"episode file {path} fails its CRC32 checksum (corrupted)",
+                          _DAMAGED_HINT)
     return episode
 
 
@@ -258,10 +269,26 @@ def _checksum(episode: dict[str, np.ndarray]) -> int:
     return value
 
 
+def is_episode_file(path: str | Path) -> bool:
+    """Whether a name is one planet gives episode files: '000042_125.npz'."""
+    return EPISODE_NAME.fullmatch(Path(path).name) is not None
+
+
+def temporary_path(path: str | Path, pid: int | None = None) -> Path:
+    """Where atomic_write_bytes writes `path` first: '.<name>.planet-tmp.<pid>' beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.planet-tmp.{os.getpid() if pid is None else pid}")
+
+
+def is_temporary_file(path: str | Path) -> bool:
+    """Whether a name is one planet's atomic writer gives its temporary files."""
+    return TEMPORARY_NAME.fullmatch(Path(path).name) is not None
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync it, then rename over `path`."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    temporary = temporary_path(path)
     try:
         with open(temporary, "wb") as handle:
             handle.write(data)
@@ -282,8 +309,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def remove_temporary_files(directory: Path) -> list[Path]:
-    """Delete the temporary files of writes that a kill interrupted; returns them."""
-    stale = sorted(Path(directory).glob(".*.tmp*"))
+    """Delete the temporary files of writes that a kill interrupted; returns them.
+
+    Only names planet's own writer gives (`is_temporary_file`): other files are left alone.
+    The caller holds the run folder's lock, so no live writer's file is among them.
+    """
+    stale = sorted(path for path in Path(directory).iterdir()
+                   if is_temporary_file(path) and path.is_file())
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
