@@ -7,8 +7,10 @@ physics step, and not large then resized): `AddRenderObservation(RepeatAction(en
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
-import gymnasium as gym
+if TYPE_CHECKING:  # gymnasium is imported where an env is made: ACTION_REPEATS needs none
+    import gymnasium as gym
 
 # The paper's action repeats (PAPER.md; some ports use 6 for ball_in_cup, the paper uses 4).
 ACTION_REPEATS = {
