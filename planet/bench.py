@@ -535,10 +535,12 @@ def quartiles(values: list[float]) -> list[float]:
 
 # --- switches measured only on CPU ---------------------------------------------------------
 # A switch's default changes per device only on a clear figure: the model work of one episode
-# (C updates + one episode of act calls, no env) must take under 0.95x with the switch flipped,
-# and a figure that got faster must be clear (the interquartile ranges of its samples with
-# and without the switch do not overlap).
+# (C updates + one episode of act calls, no env), paired round by round (the variants are
+# interleaved, so each round's calls saw the same machine), must take under 0.95x with the
+# switch flipped in the median round and less than 1x in three rounds out of four, over at
+# least MIN_ROUNDS rounds.
 SWITCH_EPISODE_RATIO = 0.95
+MIN_ROUNDS = 5
 
 
 def switch_figures(config: Config, switches: list[str], fast: Path_, inputs: Inputs,
@@ -559,9 +561,9 @@ def switch_figures(config: Config, switches: list[str], fast: Path_, inputs: Inp
     steps = config.env.max_episode_steps // _repeat(config)
     updates = config.train.collect_interval
 
-    def episode(name: str) -> float:
-        median = {key: statistics.median(samples[name]) for key, samples in times.items()}
-        return updates * median["update"] + steps * median["act"]
+    def episodes(name: str) -> list[float]:  # one episode's model work per round
+        return [updates * update + steps * act
+                for update, act in zip(times["update"][name], times["act"][name], strict=True)]
 
     result: dict[str, Any] = {}
     for key in switches:
@@ -571,16 +573,19 @@ def switch_figures(config: Config, switches: list[str], fast: Path_, inputs: Inp
             figures[figure] = {
                 "default": default[1], "flipped": flipped[1], "ratio": flipped[1] / default[1],
                 "default_quartiles": default, "flipped_quartiles": flipped,
-                "clear": flipped[2] < default[0] or default[2] < flipped[0],
             }
-        ratio = episode(key) / episode("default")
-        faster_clear = any(f["clear"] and f["ratio"] < 1 for f in figures.values())
+        ratios = [f / d for f, d in zip(episodes(key), episodes("default"), strict=True)]
+        ratio_quartiles = quartiles(ratios)
         result[key] = {
             "default": flat[key], "flipped": not flat[key], "figures": figures,
-            "episode_model_seconds": {"default": episode("default"), "flipped": episode(key)},
-            "episode_ratio": ratio,
-            "faster": "flipped" if ratio < 1 else "default",
-            "change_default": bool(ratio < SWITCH_EPISODE_RATIO and faster_clear),
+            "episode_model_seconds": {"default": statistics.median(episodes("default")),
+                                      "flipped": statistics.median(episodes(key))},
+            "episode_ratio": ratio_quartiles[1],
+            "episode_ratio_quartiles": ratio_quartiles,
+            "faster": "flipped" if ratio_quartiles[1] < 1 else "default",
+            "change_default": bool(len(ratios) >= MIN_ROUNDS
+                                   and ratio_quartiles[1] < SWITCH_EPISODE_RATIO
+                                   and ratio_quartiles[2] < 1.0),
         }
     return result
 
@@ -761,19 +766,21 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def format_switches(switches: dict[str, Any]) -> str:
-    """One row per switch and figure: default vs flipped median, ratio, and whether clear."""
-    rows = [("switch: default -> flipped", "figure", "default s", "flipped s", "flip/def",
-             "clear")]
+    """One row per switch and figure: default vs flipped median and ratio, then the verdict."""
+    rows = [("switch: default -> flipped", "figure", "default s", "flipped s", "flip/def", "")]
     for key, switch in switches.items():
         name = f"{key}: {switch['default']} -> {switch['flipped']}"
         for figure, values in switch["figures"].items():
             rows.append((name, figure, f"{values['default']:.4f}", f"{values['flipped']:.4f}",
-                         f"{values['ratio']:.2f}", "yes" if values["clear"] else "no"))
+                         f"{values['ratio']:.2f}", ""))
             name = ""
         seconds = switch["episode_model_seconds"]
+        low, _, high = switch["episode_ratio_quartiles"]
         rows.append(("", "episode model work", f"{seconds['default']:.3f}",
                      f"{seconds['flipped']:.3f}", f"{switch['episode_ratio']:.2f}",
-                     "change the default" if switch["change_default"] else "keep the default"))
+                     f"({low:.2f}-{high:.2f}) " + (
+                         "change the default" if switch["change_default"]
+                         else "keep the default")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
                                for i, (cell, w) in enumerate(zip(row, widths, strict=True)))

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The GPU path checked in minutes: device tests, `planet bench` and a short training run.
+#
+#   benchmarks/gpu_check.sh --out results/gpu/nvidia-h200      a CUDA machine: under 8 minutes
+#   benchmarks/gpu_check.sh --device cpu --quick --out DIR      the CPU dry run (CI runs it)
+#   benchmarks/gpu_check.sh --fetch-wheels                      where pip reaches the index:
+#                                                               gymnasium's wheels into .whl/
+#
+# Needs PyTorch, numpy, pytest, tqdm, tensorboard and gymnasium (toy:dot is a Gymnasium env);
+# MuJoCo and dm_control are optional. A GPU machine with PyTorch but no gymnasium gets it from
+# .whl/ (carried along with the repo): installed into a temporary folder, nothing else touched.
+# Python: $PYTHON, else .venv/bin/python where setup.sh made one, else python3.
+# Stages, output files and the rule for switch defaults: python -m planet.gpu_check --help.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python="${PYTHON:-}"
+if [ -z "$python" ]; then
+  if [ -x .venv/bin/python ]; then python=.venv/bin/python; else python=python3; fi
+fi
+
+# The versions setup.sh installs (pyproject: gymnasium>=1.3,<1.4); both are pure Python.
+wheels=(gymnasium==1.3.0 farama-notifications==0.0.6)
+if [ "${1:-}" = "--fetch-wheels" ]; then
+  "$python" -m pip download -q --no-deps --only-binary=:all: -d .whl "${wheels[@]}"
+  echo "gpu_check: wheels in .whl/: $(ls .whl | tr '\n' ' ')"
+  exit 0
+fi
+
+if ! "$python" -c "import gymnasium" 2>/dev/null; then
+  if compgen -G ".whl/gymnasium-*.whl" >/dev/null; then
+    site="$(mktemp -d)"
+    trap 'rm -rf "$site"' EXIT
+    "$python" -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/*.whl
+    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+    echo "gpu_check: gymnasium installed from .whl/ into $site (this run only)"
+  else
+    echo "gpu_check: gymnasium is not installed and .whl/ holds no wheel of it: the training" \
+         "stage will be skipped (benchmarks/gpu_check.sh --fetch-wheels brings it)"
+  fi
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+"$python" -m planet.gpu_check "$@"
