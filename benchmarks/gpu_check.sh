@@ -30,7 +30,8 @@ if ! "$python" -c "import gymnasium" 2>/dev/null; then
   if compgen -G ".whl/gymnasium-*.whl" >/dev/null; then
     site="$(mktemp -d)"
     trap 'rm -rf "$site"' EXIT
-    "$python" -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/*.whl
+    "$python" -m pip install -q --no-index --no-deps --no-compile --disable-pip-version-check \
+      --root-user-action=ignore --target "$site" .whl/*.whl
     export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
     echo "gpu_check: gymnasium installed from .whl/ into $site (this run only)"
   else

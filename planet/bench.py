@@ -317,7 +317,7 @@ def _fill_replay(config: Config, action_size: int, seed: int):
 def _repeat(config: Config) -> int:
     # The paper's table, read without planet.envs (which needs gymnasium): a GPU machine
     # with only PyTorch can still time the model figures.
-    from planet.envs.dmc import ACTION_REPEATS
+    from planet.tasks import ACTION_REPEATS
 
     task = config.env.name.removeprefix("dmc:")
     return config.env.action_repeat or ACTION_REPEATS.get(task, 1)

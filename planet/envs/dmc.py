@@ -7,20 +7,10 @@ physics step, and not large then resized): `AddRenderObservation(RepeatAction(en
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # gymnasium is imported where an env is made: ACTION_REPEATS needs none
-    import gymnasium as gym
+import gymnasium as gym
 
-# The paper's action repeats (PAPER.md; some ports use 6 for ball_in_cup, the paper uses 4).
-ACTION_REPEATS = {
-    "cartpole-swingup": 8,
-    "reacher-easy": 4,
-    "cheetah-run": 4,
-    "finger-spin": 2,
-    "ball_in_cup-catch": 4,
-    "walker-walk": 2,
-}
+from planet.tasks import ACTION_REPEATS  # noqa: F401 - the paper's table, re-exported
 
 
 def split_task(name: str) -> tuple[str, str]:
