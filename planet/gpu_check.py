@@ -89,7 +89,9 @@ FULL = Plan(
     bench_args=["--preset", "paper", "--repeats", "10", "--batch-envs", "5",
                 "--env-steps", "10", "--switches", ",".join(SWITCHES)],
     bench_limit_s=170,
-    train_preset="paper", train_overrides=[], train_seconds=100, train_limit_s=150,
+    # toy:dot episodes last 30 steps (31 rows), too short for the paper's chunks of 50.
+    train_preset="paper", train_overrides=["train.chunk_length=30"], train_seconds=100,
+    train_limit_s=150,
     min_train_episodes=3,
 )
 QUICK = Plan(
@@ -462,7 +464,7 @@ def check(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     stages: dict[str, Stage] = {}
     system = system_stage(args.device)
-    out = Path(args.out or ROOT / "results" / "gpu" / slug(system.result["name"]))
+    out = Path(args.out or ROOT / "results" / "gpu" / slug(system.result["name"])).resolve()
     out.mkdir(parents=True, exist_ok=True)
 
     def progress(number: int, stage: Stage, extra: str = "") -> None:

@@ -140,3 +140,25 @@ def test_parse_pytest_log_counts_a_run_cut_short(tmp_path):
     result = gpu_check.parse_pytest_log(path)
     assert (result["passed"], result["failed"], result["skipped"]) == (1, 1, 1)
     assert result["failures"] == ["tests/test_a.py::test_two[cuda-1]"]
+
+
+@pytest.mark.parametrize("plan", [gpu_check.FULL, gpu_check.QUICK], ids=["full", "quick"])
+def test_each_plan_is_runnable_as_written(plan):
+    """The full plan runs only on a GPU: check here what can go wrong before one is at hand."""
+    import argparse
+
+    from planet import bench
+    from planet.config import make_config, parse_assignments
+    from planet.envs.toy import DotEnv
+
+    for path in plan.test_files:  # every test file exists and takes the device fixture
+        assert "device" in (ROOT / path).read_text(), path
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(plan.bench_args)
+    bench.parse_switches(args.switches, make_config(args.preset))
+    config = make_config(plan.train_preset, {"env.name": "toy:dot",
+                                             **parse_assignments(plan.train_overrides)})
+    # Chunks must fit in a toy:dot episode (episode_steps + 1 rows), or sampling fails.
+    assert config.train.chunk_length <= DotEnv().episode_steps + 1
+    assert plan.test_limit_s + plan.bench_limit_s + plan.train_limit_s <= 8 * 60
