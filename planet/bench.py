@@ -23,6 +23,14 @@ in cosine, and the planner's first actions close.
     planet bench --preset smoke --repeats 2 --json bench.json
     python -m planet.bench --set planner.candidates=500
     planet bench --set planner.compile=true      # the paper configuration, compiled planner
+    planet bench --device cuda --switches model.fast_deconv,model.channels_last,planner.compile
+
+On CUDA every timed call ends with torch.cuda.synchronize(), so a figure is the wall time until
+the GPU has finished (kernels run asynchronously: without it the host clock would stop when the
+last kernel is queued). The peak-memory figures there are the CUDA allocator's peak during each
+path's updates instead of host RSS. `--switches` times the fast path again with each listed
+boolean switch flipped (interleaved with the fast path itself), for switches measured only on
+CPU so far: which setting is faster on this device is in the JSON's "switches".
 """
 
 from __future__ import annotations
@@ -38,13 +46,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from planet.config import Config, apply_overrides, apply_preset, parse_assignments
+from planet.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    apply_preset,
+    field_docs,
+    flatten,
+    parse_assignments,
+)
 
 # Tolerances of the numerical checks, and why.
 # bf16 keeps 8 significant bits (relative rounding 2^-9 = 0.2 % per operand); the losses sum
@@ -56,6 +73,8 @@ GRAD_COSINE_MIN = 0.99  # direction of the whole gradient vector, reference vs f
 # CEM picks the top K of J candidates by summed predicted reward; bf16 rounding can swap
 # near-equal candidates, so the first actions agree only approximately (actions lie in [-1, 1]).
 ACTION_ATOL = 0.25
+
+CPU = torch.device("cpu")
 
 REFERENCE_OVERRIDES = {
     "train.precision": "float32",
@@ -82,6 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-env", action="store_true", help="do not time the env step")
     parser.add_argument("--skip-memory", action="store_true",
                         help="do not measure training's peak RSS in child processes")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="device to time on (default auto: CUDA when present, else CPU)")
+    parser.add_argument("--switches", default="", metavar="KEYS",
+                        help="comma-separated boolean config fields: time the fast path again "
+                        "with each one flipped, e.g. model.fast_deconv,planner.compile")
     parser.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
     parser.add_argument("--verbose", action="store_true", help="print every timed call")
 
@@ -132,21 +156,54 @@ class PeakRSS:
         self.peak = max(self.peak, _rss_bytes())
 
 
+class CudaPeakMemory:
+    """The CUDA allocator's peak (bytes) while active: `with peak: ...`, like PeakRSS."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak = 0
+
+    def __enter__(self):
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        return self
+
+    def __exit__(self, *exc):
+        torch.cuda.synchronize(self.device)
+        self.peak = max(self.peak, torch.cuda.max_memory_allocated(self.device))
+
+
+def device_sync(device: torch.device) -> Callable[[], None] | None:
+    """What makes the host clock honest on `device`: None on CPU (calls return when done)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return None
+
+
 def interleaved(
     functions: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1,
-    monitors: dict[str, PeakRSS] | None = None, log: Callable[[str], None] | None = None,
+    monitors: dict[str, Any] | None = None, log: Callable[[str], None] | None = None,
+    sync: Callable[[], None] | None = None,
 ) -> dict[str, list[float]]:
-    """Run each function warmup + repeats times, alternating between them; wall times (s)."""
+    """Run each function warmup + repeats times, alternating between them; wall times (s).
+
+    `sync` (device_sync) runs before the clock starts and before it stops, so that asynchronous
+    device work is inside the time of the call that queued it.
+    """
     times: dict[str, list[float]] = {name: [] for name in functions}
     for round_index in range(warmup + repeats):
         for name, function in functions.items():
             monitor = monitors.get(name) if monitors else None
+            if sync is not None:
+                sync()
             start = time.perf_counter()
             if monitor is not None:
                 with monitor:
                     function()
             else:
                 function()
+            if sync is not None:
+                sync()
             elapsed = time.perf_counter() - start
             if round_index >= warmup:
                 times[name].append(elapsed)
@@ -165,20 +222,28 @@ def count_flops(function: Callable[[], Any]) -> int:
     return int(counter.get_total_flops())
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 1536, repeats: int = 5) -> float:
-    """Best FLOP/s of a square matmul in `dtype` over a few tries (the machine's peak)."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
+def matmul_peak(dtype: torch.dtype, size: int = 0, repeats: int = 5,
+                device: torch.device = CPU) -> float:
+    """Best FLOP/s of a square matmul in `dtype` over a few tries (the machine's peak).
+
+    Default size: 1536 on CPU; 8192 on CUDA, where smaller products do not fill the GPU.
+    """
+    size = size or (8192 if device.type == "cuda" else 1536)
+    sync = device_sync(device) or (lambda: None)
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
     a @ b  # warm-up
     best = float("inf")
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         a @ b
+        sync()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
 
 
-def system_info(dtype: torch.dtype) -> dict[str, Any]:
+def system_info(dtype: torch.dtype, device: torch.device = CPU) -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
@@ -189,7 +254,8 @@ def system_info(dtype: torch.dtype) -> dict[str, Any]:
         pass
     from planet.utils import cpu_has_fast_bf16
 
-    return {
+    info = {
+        "device": device.type,
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
@@ -199,6 +265,12 @@ def system_info(dtype: torch.dtype) -> dict[str, Any]:
         "cpu_fast_bf16": cpu_has_fast_bf16(),
         "load_average": os.getloadavg(),
     }
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        info.update(gpu=properties.name, gpu_memory_bytes=properties.total_memory,
+                    gpu_multiprocessors=properties.multi_processor_count,
+                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+    return info
 
 
 # --- the two paths -------------------------------------------------------------------------
@@ -243,9 +315,21 @@ def _fill_replay(config: Config, action_size: int, seed: int):
 
 
 def _repeat(config: Config) -> int:
-    from planet.envs import default_action_repeat
+    # The paper's table, read without planet.envs (which needs gymnasium): a GPU machine
+    # with only PyTorch can still time the model figures.
+    from planet.tasks import ACTION_REPEATS
 
-    return config.env.action_repeat or default_action_repeat(config.env.name)
+    task = config.env.name.removeprefix("dmc:")
+    return config.env.action_repeat or ACTION_REPEATS.get(task, 1)
+
+
+def missing_env_packages(env_name: str) -> list[str]:
+    """Python packages the env figure needs for `env_name` that are not installed."""
+    import importlib.util
+
+    family = env_name.partition(":")[0] if ":" in env_name else "dmc"
+    needed = ["gymnasium"] + (["dm_control", "mujoco", "shimmy"] if family == "dmc" else [])
+    return [name for name in needed if importlib.util.find_spec(name) is None]
 
 
 def loss_check(ref: Path_, fast: Path_, chunks, seed: int) -> dict[str, Any]:
@@ -365,13 +449,156 @@ def _env_figures(config: Config, env_name: str, steps: int, seed: int) -> dict[s
     }
 
 
+# --- the timed calls ---------------------------------------------------------------------
+@dataclass
+class Inputs:
+    """What the timed calls consume: replay chunks, posterior (belief, state), one frame."""
+
+    replay: Any
+    rng: np.random.Generator
+    batch: int
+    length: int
+    belief: torch.Tensor  # (batch_envs, belief)
+    state: torch.Tensor  # (batch_envs, state)
+    frame: np.ndarray  # (1, 3, 64, 64) uint8
+
+    @property
+    def batch_envs(self) -> int:
+        return self.belief.shape[0]
+
+
+def make_inputs(config: Config, path: Path_, action_size: int, batch_envs: int,
+                seed: int) -> Inputs:
+    replay = _fill_replay(config, action_size, seed)
+    rng = np.random.default_rng(seed)
+    # Planner inputs: posterior belief and state after filtering a few random frames.
+    with torch.no_grad():
+        chunks = replay.sample(batch_envs, 4, rng)
+        obs, action, _ = path.learner.to_device(chunks)
+        belief, state = path.model.rssm.initial(batch_envs, obs.device)
+        embedding = path.model.encoder(obs)
+        out = path.model.rssm.observe(embedding, action, belief, state)
+    frame = replay.sample(1, 1, rng).obs[0]
+    return Inputs(replay, rng, config.train.batch_size, config.train.chunk_length,
+                  out.beliefs[-1], out.states[-1], frame)
+
+
+def figure_calls(paths: dict[str, Path_], inputs: Inputs) -> dict[str, tuple[str, dict]]:
+    """key -> (label, {path name: zero-argument call}) for each model figure."""
+
+    def update(path: Path_):
+        return lambda: path.learner.update(
+            inputs.replay.sample(inputs.batch, inputs.length, inputs.rng))
+
+    def plan(path: Path_, envs: int):
+        return lambda: path.planner(inputs.belief[:envs], inputs.state[:envs])
+
+    def act(path: Path_):
+        def call():
+            path.agent.reset(1)
+            path.agent.act(inputs.frame, explore=True)
+        return call
+
+    envs = inputs.batch_envs
+    return {
+        "update": ("world-model update (sample, fwd, bwd, Adam)",
+                   {name: update(path) for name, path in paths.items()}),
+        "plan_1": ("planning call, 1 env", {name: plan(path, 1) for name, path in paths.items()}),
+        f"plan_{envs}": (f"planning call, {envs} envs",
+                         {name: plan(path, envs) for name, path in paths.items()}),
+        "act": ("agent act (encode, filter, plan), 1 env",
+                {name: act(path) for name, path in paths.items()}),
+    }
+
+
+def flops_of(key: str, path: Path_, inputs: Inputs) -> int | None:
+    """FLOPs of one call of figure `key` on `path` (None for act: the planner's, mostly)."""
+    if key == "update":
+        def step():
+            obs, action, reward = path.learner.to_device(
+                inputs.replay.sample(inputs.batch, inputs.length, inputs.rng))
+            path.learner.compute_losses(obs, action, reward).total.backward()
+            path.model.zero_grad(set_to_none=True)
+        return count_flops(step)
+    if key.startswith("plan_"):
+        envs = int(key.removeprefix("plan_"))
+        return count_flops(lambda: path.planner(inputs.belief[:envs], inputs.state[:envs]))
+    return None
+
+
+def quartiles(values: list[float]) -> list[float]:
+    """Lower quartile, median, upper quartile (all equal for a single value)."""
+    if len(values) < 2:
+        return [values[0]] * 3
+    return statistics.quantiles(values, n=4, method="inclusive")
+
+
+# --- switches measured only on CPU ---------------------------------------------------------
+# A switch's default changes per device only on a clear figure: the model work of one episode
+# (C updates + one episode of act calls, no env), paired round by round (the variants are
+# interleaved, so each round's calls saw the same machine), must take under 0.95x with the
+# switch flipped in the median round and less than 1x in three rounds out of four, over at
+# least MIN_ROUNDS rounds.
+SWITCH_EPISODE_RATIO = 0.95
+MIN_ROUNDS = 5
+
+
+def switch_figures(config: Config, switches: list[str], fast: Path_, inputs: Inputs,
+                   repeats: int, log: Callable[[str], None], verbose: bool,
+                   sync: Callable[[], None] | None) -> dict[str, Any]:
+    """Time the fast path against itself with each switch flipped, all interleaved."""
+    flat = flatten(config.to_dict())
+    paths = {"default": fast}
+    for key in switches:
+        flipped = copy.deepcopy(config)
+        apply_overrides(flipped, {key: not flat[key]})
+        paths[key] = Path_(flipped, fast.model.action_size, fast.learner.device,
+                           fast.model.state_dict(), log)
+    times = {}
+    for key, (label, calls) in figure_calls(paths, inputs).items():
+        log(f"timing {label} with each switch flipped ({', '.join(switches)}) ...")
+        times[key] = interleaved(calls, repeats, log=log if verbose else None, sync=sync)
+    steps = config.env.max_episode_steps // _repeat(config)
+    updates = config.train.collect_interval
+
+    def episodes(name: str) -> list[float]:  # one episode's model work per round
+        return [updates * update + steps * act
+                for update, act in zip(times["update"][name], times["act"][name], strict=True)]
+
+    result: dict[str, Any] = {}
+    for key in switches:
+        figures = {}
+        for figure, samples in times.items():
+            default, flipped = quartiles(samples["default"]), quartiles(samples[key])
+            figures[figure] = {
+                "default": default[1], "flipped": flipped[1], "ratio": flipped[1] / default[1],
+                "default_quartiles": default, "flipped_quartiles": flipped,
+            }
+        ratios = [f / d for f, d in zip(episodes(key), episodes("default"), strict=True)]
+        ratio_quartiles = quartiles(ratios)
+        result[key] = {
+            "default": flat[key], "flipped": not flat[key], "figures": figures,
+            "episode_model_seconds": {"default": statistics.median(episodes("default")),
+                                      "flipped": statistics.median(episodes(key))},
+            "episode_ratio": ratio_quartiles[1],
+            "episode_ratio_quartiles": ratio_quartiles,
+            "faster": "flipped" if ratio_quartiles[1] < 1 else "default",
+            "change_default": bool(len(ratios) >= MIN_ROUNDS
+                                   and ratio_quartiles[1] < SWITCH_EPISODE_RATIO
+                                   and ratio_quartiles[2] < 1.0),
+        }
+    return result
+
+
 # --- main ----------------------------------------------------------------------------------
 def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs: int = 5,
               env_name: str | None = None, skip_env: bool = False, seed: int = 0,
               log: Callable[[str], None] = print, verbose: bool = False,
-              memory: bool = True) -> dict[str, Any]:
+              memory: bool = True, device: torch.device | None = None,
+              switches: list[str] | None = None) -> dict[str, Any]:
     """All figures as a dict (the JSON that --json writes)."""
-    device = torch.device("cpu")
+    device = device or torch.device("cpu")
+    sync = device_sync(device)
     ref_config = copy.deepcopy(config)
     apply_overrides(ref_config, REFERENCE_OVERRIDES)
     if config.train.reuse_host_memory:
@@ -384,102 +611,75 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
     torch.manual_seed(seed)
     ref = Path_(ref_config, action_size, device, None)
     fast = Path_(config, action_size, device, ref.model.state_dict(), log)
-    info = system_info(fast.dtype)
+    info = system_info(fast.dtype, device)
     log(f"cpu: {info['cpu']} ({info['cpu_count']} cores), threads {info['threads']}, "
         f"torch {info['torch']}, fast dtype {info['fast_dtype']}, load {info['load_average']}")
+    if device.type == "cuda":
+        log(f"gpu: {info['gpu']} ({info['gpu_memory_bytes'] / 2**30:.0f} GiB, "
+            f"{info['gpu_multiprocessors']} SMs), CUDA {info['cuda']}, cuDNN {info['cudnn']}")
 
-    replay = _fill_replay(config, action_size, seed)
-    rng = np.random.default_rng(seed)
-    batch, length = config.train.batch_size, config.train.chunk_length
-    checks = {"losses": loss_check(ref, fast, replay.sample(batch, length, rng), seed)}
-
-    # Planner inputs: posterior belief and state after filtering a few random frames.
-    with torch.no_grad():
-        chunks = replay.sample(batch_envs, 4, rng)
-        obs, action, _ = ref.learner.to_device(chunks)
-        belief, state = ref.model.rssm.initial(batch_envs)
-        embedding = ref.model.encoder(obs)
-        out = ref.model.rssm.observe(embedding, action, belief, state)
-        belief, state = out.beliefs[-1], out.states[-1]  # (B, ·)
-    checks["planner"] = planner_check(ref, fast, belief[:1], state[:1], seed)
+    inputs = make_inputs(config, ref, action_size, batch_envs, seed)
+    chunks = inputs.replay.sample(inputs.batch, inputs.length, inputs.rng)
+    checks = {"losses": loss_check(ref, fast, chunks, seed)}
+    checks["planner"] = planner_check(ref, fast, inputs.belief[:1], inputs.state[:1], seed)
 
     # The peak is measured again before every figure and the best kept: on a shared machine one
     # measurement can catch a moment when a core is busy elsewhere and come out ~2x low.
     peaks = {"reference": 0.0, "fast": 0.0}
 
     def measure_peaks() -> None:
-        peaks["reference"] = max(peaks["reference"], float(matmul_peak(torch.float32)))
-        peaks["fast"] = max(peaks["fast"], float(matmul_peak(fast.dtype)))
+        peaks["reference"] = max(peaks["reference"], matmul_peak(torch.float32, device=device))
+        peaks["fast"] = max(peaks["fast"], matmul_peak(fast.dtype, device=device))
 
     measure_peaks()
 
     figures: dict[str, dict[str, Any]] = {}
     paths = {"reference": ref, "fast": fast}
-
-    def update_fn(path):
-        return lambda: path.learner.update(replay.sample(batch, length, rng))
-
-    def plan_fn(path, envs):
-        return lambda: path.planner(belief[:envs], state[:envs])
-
-    frame = replay.sample(1, 1, rng).obs[0]  # (1, 3, 64, 64) uint8
-
-    def act_fn(path):
-        def act():
-            path.agent.reset(1)
-            path.agent.act(frame, explore=True)
-        return act
-
-    def flops_of_update(path):
-        def step():
-            obs, action, reward = path.learner.to_device(replay.sample(batch, length, rng))
-            path.learner.compute_losses(obs, action, reward).total.backward()
-            path.model.zero_grad(set_to_none=True)
-        return count_flops(step)
-
-    monitors = {name: PeakRSS() for name in paths}
-    specs = [
-        ("update", "world-model update (sample, fwd, bwd, Adam)",
-         {n: update_fn(p) for n, p in paths.items()}, flops_of_update(ref), monitors),
-        ("plan_1", "planning call, 1 env",
-         {n: plan_fn(p, 1) for n, p in paths.items()}, count_flops(plan_fn(ref, 1)), None),
-        (f"plan_{batch_envs}", f"planning call, {batch_envs} envs",
-         {n: plan_fn(p, batch_envs) for n, p in paths.items()},
-         count_flops(plan_fn(ref, batch_envs)), None),
-        ("act", "agent act (encode, filter, plan), 1 env",
-         {n: act_fn(p) for n, p in paths.items()}, None, None),
-    ]
-    for key, label, functions, flops, monitor in specs:
+    monitors = {name: CudaPeakMemory(device) if device.type == "cuda" else PeakRSS()
+                for name in paths}
+    calls = figure_calls(paths, inputs)
+    flops = {key: flops_of(key, ref, inputs) for key in calls}
+    for key, (label, functions) in calls.items():
         measure_peaks()
         log(f"timing {label} ...")
-        times = interleaved(functions, repeats, monitors=monitor, log=log if verbose else None)
+        times = interleaved(functions, repeats, monitors=monitors if key == "update" else None,
+                            log=log if verbose else None, sync=sync)
         figure: dict[str, Any] = {"label": label, "samples": times}
         for name in paths:
             figure[name] = statistics.median(times[name])
         figure["ratio"] = figure["fast"] / figure["reference"]
-        if flops:
-            figure["flops"] = flops
+        if flops[key]:
+            figure["flops"] = flops[key]
             for name in paths:
-                figure[f"{name}_flops_per_s"] = flops / figure[name]
+                figure[f"{name}_flops_per_s"] = flops[key] / figure[name]
         figures[key] = figure
     for figure in figures.values():  # floors from the best peak seen
         if "flops" in figure:
             for name in paths:
                 figure[f"{name}_floor"] = figure["flops"] / peaks[name]
-    log(f"matmul peak (best of {len(specs) + 1} measurements): float32 "
+    log(f"matmul peak (best of {len(calls) + 1} measurements): float32 "
         f"{peaks['reference'] / 1e9:.0f} GFLOP/s, {info['fast_dtype']} "
         f"{peaks['fast'] / 1e9:.0f} GFLOP/s")
-    memory_probe = memory
-    memory = {name: monitors[name].peak for name in paths}
-    memory["process_max_rss"] = peak_rss()
-    if memory_probe:
-        log("measuring training peak RSS in child processes ...")
-        memory["training_reference"] = training_peak_rss(ref_config)
-        memory["training_fast"] = training_peak_rss(config)
+    peak_memory = {name: monitors[name].peak for name in paths}
+    rss = {"process_max_rss": peak_rss()}
+    if device.type == "cpu":
+        rss.update(peak_memory)
+        if memory:
+            log("measuring training peak RSS in child processes ...")
+            rss["training_reference"] = training_peak_rss(ref_config)
+            rss["training_fast"] = training_peak_rss(config)
 
-    if not skip_env:
+    skipped: dict[str, str] = {}
+    env_name = env_name or config.env.name
+    missing = [] if skip_env else missing_env_packages(env_name)
+    if skip_env:
+        skipped["env_step"] = "--skip-env"
+    elif missing:
+        skipped["env_step"] = f"{', '.join(missing)} not installed"
+        log(f"env step: skipped ({skipped['env_step']}); the model figures do not need it")
+    else:
         log("timing env step ...")
-        env_figure = _env_figures(config, env_name or config.env.name, env_steps, seed)
+        env_figure = _env_figures(config, env_name, env_steps, seed)
         env_figure["label"] = f"env step with render (repeat {env_figure['action_repeat']})"
         if "reference" in env_figure:
             env_figure["ratio"] = env_figure["fast"] / env_figure["reference"]
@@ -487,7 +687,9 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
 
     # Whole episode (Alg. 1): C updates plus one collected episode of planned, rendered steps.
     steps = config.env.max_episode_steps // _repeat(config)
-    episode = {"label": f"episode: {config.train.collect_interval} updates + {steps} steps"}
+    no_env = "" if "env_step" in figures else ", no env time"
+    episode = {"label": f"episode: {config.train.collect_interval} updates + {steps} steps"
+                        f"{no_env}"}
     for name in paths:
         env_time = figures.get("env_step", {}).get(name, figures.get("env_step", {}).get("fast"))
         episode[name] = (
@@ -496,16 +698,23 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
         )
     episode["ratio"] = episode["fast"] / episode["reference"]
     figures["episode"] = episode
-    return {
+    result = {
         "system": info,
         "config": config.to_dict(),
         "reference_overrides": REFERENCE_OVERRIDES,
         "repeats": repeats,
         "matmul_peak_flops_per_s": peaks,
         "figures": figures,
-        "peak_rss_bytes": memory,
+        "peak_rss_bytes": rss,
         "checks": checks,
+        "skipped": skipped,
     }
+    if device.type == "cuda":
+        result["cuda_peak_bytes"] = peak_memory  # allocator peak during each path's updates
+    if switches:
+        result["switches"] = switch_figures(config, switches, fast, inputs, repeats, log,
+                                            verbose, sync)
+    return result
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -532,8 +741,16 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"peak RSS of training alone (child process, 2 updates): reference "
                      f"{memory['training_reference'] / 2**30:.2f} GiB, fast "
                      f"{memory['training_fast'] / 2**30:.2f} GiB")
-    lines.append(f"RSS in this process during updates (both paths loaded): reference "
-                 f"{memory['reference'] / 2**30:.2f} GiB, fast {memory['fast'] / 2**30:.2f} GiB")
+    if "reference" in memory:
+        lines.append(f"RSS in this process during updates (both paths loaded): reference "
+                     f"{memory['reference'] / 2**30:.2f} GiB, fast "
+                     f"{memory['fast'] / 2**30:.2f} GiB")
+    if "cuda_peak_bytes" in result:
+        cuda = result["cuda_peak_bytes"]
+        lines.append(f"CUDA allocator peak during updates (both paths loaded): reference "
+                     f"{cuda['reference'] / 2**30:.2f} GiB, fast {cuda['fast'] / 2**30:.2f} GiB")
+    for figure, reason in result.get("skipped", {}).items():
+        lines.append(f"{figure}: skipped ({reason})")
     losses = result["checks"]["losses"]
     terms = ", ".join(f"{k} {v['reference']:.3f}/{v['fast']:.3f}"
                       for k, v in losses["losses"].items())
@@ -543,18 +760,57 @@ def format_table(result: dict[str, Any]) -> str:
     planner = result["checks"]["planner"]
     lines.append(f"planner check: first actions differ by {planner['max_abs_diff']:.3f} "
                  f"(atol {planner['atol']}): {'ok' if planner['ok'] else 'FAILED'}")
+    if "switches" in result:
+        lines.append(format_switches(result["switches"]))
     return "\n".join(lines)
 
 
+def format_switches(switches: dict[str, Any]) -> str:
+    """One row per switch and figure: default vs flipped median and ratio, then the verdict."""
+    rows = [("switch: default -> flipped", "figure", "default s", "flipped s", "flip/def", "")]
+    for key, switch in switches.items():
+        name = f"{key}: {switch['default']} -> {switch['flipped']}"
+        for figure, values in switch["figures"].items():
+            rows.append((name, figure, f"{values['default']:.4f}", f"{values['flipped']:.4f}",
+                         f"{values['ratio']:.2f}", ""))
+            name = ""
+        seconds = switch["episode_model_seconds"]
+        low, _, high = switch["episode_ratio_quartiles"]
+        rows.append(("", "episode model work", f"{seconds['default']:.3f}",
+                     f"{seconds['flipped']:.3f}", f"{switch['episode_ratio']:.2f}",
+                     f"({low:.2f}-{high:.2f}) " + (
+                         "change the default" if switch["change_default"]
+                         else "keep the default")))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
+                               for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+                     for row in rows)
+
+
+def parse_switches(text: str, config: Config) -> list[str]:
+    """'model.fast_deconv,planner.compile' -> the keys, each checked to be a boolean field."""
+    kinds = {name: kind for name, kind, _, _ in field_docs(config)}
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    for key in keys:
+        if kinds.get(key) != "bool":
+            raise ConfigError(f"--switches: {key!r} is not a boolean config field")
+    return keys
+
+
 def main(args: argparse.Namespace) -> int:
+    from planet.utils import choose_device
+
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = choose_device(args.device)  # --device cuda without a GPU: a one-line error
     config = Config()
-    apply_preset(config, args.preset)
+    apply_preset(config, args.preset, device=device.type)
     apply_overrides(config, parse_assignments(args.set))
+    switches = parse_switches(args.switches, config)
     result = run_bench(config, repeats=args.repeats, env_steps=args.env_steps,
                        batch_envs=args.batch_envs, env_name=args.env, skip_env=args.skip_env,
-                       verbose=args.verbose, memory=not args.skip_memory,
+                       verbose=args.verbose, memory=not args.skip_memory, device=device,
+                       switches=switches,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
     result["command"] = " ".join(sys.argv)
     print(format_table(result))

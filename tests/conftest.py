@@ -1,4 +1,10 @@
-"""Shared fixtures: a tiny config and one smoke-trained run reused across test modules."""
+"""Shared fixtures: a tiny config and one smoke-trained run reused across test modules.
+
+`--device cuda` runs the device-independent tests (models, objectives, planner, fast path,
+preprocessing: the ones that take the `device` fixture) on a GPU, as benchmarks/gpu_check.sh
+does; where a test compares with a reference, the reference stays on the CPU. The default is
+the CPU, and CI runs everything there.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,34 @@ import pytest
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from planet.config import Config, make_config  # noqa: E402
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device", default="cpu", choices=["cpu", "cuda"],
+                     help="device of the tests that take the `device` fixture (default cpu)")
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest):
+    """The torch device of --device. On CUDA, float32 matrix products and convolutions are
+    kept in true float32 (no TF32), so comparisons with a float32 CPU reference hold at the
+    tolerances written for the CPU."""
+    import torch
+
+    name = request.config.getoption("--device")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            pytest.exit("--device cuda, but torch finds no CUDA device", returncode=2)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return torch.device(name)
+
+
+@pytest.fixture
+def cpu_only(device) -> None:
+    """For a test of the CPU itself (a C++ compiler, oneDNN): skipped under --device cuda."""
+    if device.type != "cpu":
+        pytest.skip("tests the CPU path only")
 
 
 @pytest.fixture(scope="module")

@@ -54,3 +54,26 @@ def test_child_peak_rss_is_its_own_not_the_parents():
     del ballast
     assert parent >= 1536 * 2**20
     assert 0 < child < parent - 1024 * 2**20, (child, parent)
+
+
+def test_switches_must_be_boolean_config_fields():
+    import pytest
+
+    from planet.bench import parse_switches
+    from planet.config import Config, ConfigError
+
+    assert parse_switches(" model.fast_deconv,planner.compile ,", Config()) == [
+        "model.fast_deconv", "planner.compile"]
+    with pytest.raises(ConfigError, match="'model.cnn_depth' is not a boolean"):
+        parse_switches("model.cnn_depth", Config())
+
+
+def test_interleaved_syncs_before_and_after_every_timed_call():
+    # On CUDA a call returns once its kernels are queued: the clock must stop after a sync.
+    from planet.bench import interleaved
+
+    events = []
+    times = interleaved({"a": lambda: events.append("a"), "b": lambda: events.append("b")},
+                        repeats=2, warmup=1, sync=lambda: events.append("sync"))
+    assert events == ["sync", "a", "sync", "sync", "b", "sync"] * 3
+    assert {name: len(samples) for name, samples in times.items()} == {"a": 2, "b": 2}

@@ -9,55 +9,61 @@ from planet.models.world_model import WorldModel
 
 
 @pytest.mark.parametrize("steps,batch", [(1, 1), (7, 5)])
-def test_encoder_decoder_reward_shapes(steps, batch):
+def test_encoder_decoder_reward_shapes(steps, batch, device):
     torch.manual_seed(0)
     encoder, decoder, reward = ConvEncoder(1024), ConvDecoder(230), RewardModel(230)
-    obs = torch.rand(steps, batch, 3, 64, 64) - 0.5
+    encoder, decoder, reward = encoder.to(device), decoder.to(device), reward.to(device)
+    obs = torch.rand(steps, batch, 3, 64, 64, device=device) - 0.5
     embedding = encoder(obs)
     assert embedding.shape == (steps, batch, 1024) and embedding.dtype == torch.float32
-    features = torch.randn(steps, batch, 230)
+    assert embedding.device.type == device.type
+    features = torch.randn(steps, batch, 230, device=device)
     assert decoder(features).shape == (steps, batch, 3, 64, 64)
     assert reward(features).shape == (steps, batch)
 
 
 @pytest.mark.parametrize("steps,batch", [(1, 1), (7, 5)])
-def test_rssm_observe_and_imagine_shapes(steps, batch):
+def test_rssm_observe_and_imagine_shapes(steps, batch, device):
     torch.manual_seed(0)
-    rssm = RSSM(action_size=2, embedding_size=16)
+    rssm = RSSM(action_size=2, embedding_size=16).to(device)
     belief, state = rssm.initial(batch)
-    out = rssm.observe(torch.randn(steps, batch, 16), torch.randn(steps, batch, 2), belief, state)
+    assert belief.device.type == device.type
+    out = rssm.observe(torch.randn(steps, batch, 16, device=device),
+                       torch.randn(steps, batch, 2, device=device), belief, state)
     assert out.beliefs.shape == (steps, batch, 200)
     assert out.states.shape == (steps, batch, 30)
     assert out.prior.mean.shape == out.posterior.mean.shape == (steps, batch, 30)
     assert out.features.shape == (steps, batch, 230)
     assert (out.prior.stddev >= 0.1).all() and (out.posterior.stddev >= 0.1).all()
-    imagined = rssm.imagine(torch.randn(steps, batch, 2), out.beliefs[-1], out.states[-1])
+    imagined = rssm.imagine(torch.randn(steps, batch, 2, device=device), out.beliefs[-1],
+                            out.states[-1])
     assert imagined.beliefs.shape == (steps, batch, 200) and imagined.posterior is None
 
 
-def test_gru_tanh_matches_torch_tanh_in_value_and_gradient():
+def test_gru_tanh_matches_torch_tanh_in_value_and_gradient(device):
     # The GRU's candidate uses 2 sigmoid(2x) - 1 (faster on CPU); it must stay a tanh.
     x = torch.cat([torch.linspace(-60, 60, 2001), torch.tensor([0.0, 1e-6, -1e-6])])
-    x.requires_grad_(True)
+    reference = torch.tanh(x)  # on the CPU
+    x = x.to(device).requires_grad_(True)
     ours = tanh(x)
     (grad,) = torch.autograd.grad(ours.sum(), x)
-    reference = torch.tanh(x.detach())
+    ours, grad = ours.detach().cpu(), grad.cpu()
     assert torch.allclose(ours, reference, atol=3e-7, rtol=0)
     assert torch.allclose(grad, 1 - reference**2, atol=1e-6, rtol=0)
     assert ours.min().item() == -1.0 and ours.max().item() == 1.0
 
 
-def test_belief_depends_on_previous_belief():
+def test_belief_depends_on_previous_belief(device):
     """h_t = f(h_{t-1}, ...): a GRU called without its previous state would fail this."""
     torch.manual_seed(0)
-    rssm = RSSM(action_size=1, embedding_size=8)
-    state, action = torch.randn(3, 30), torch.randn(3, 1)
-    belief = torch.randn(3, 200)
+    rssm = RSSM(action_size=1, embedding_size=8).to(device)
+    state, action = torch.randn(3, 30, device=device), torch.randn(3, 1, device=device)
+    belief = torch.randn(3, 200, device=device)
     first = rssm.transition(belief, state, action)
     second = rssm.transition(belief + 1.0, state, action)
     assert (first - second).abs().max() > 1e-3
     # ... and through a whole unroll: changing h_0 changes h_T.
-    embedding, actions = torch.randn(5, 3, 8), torch.randn(5, 3, 1)
+    embedding, actions = torch.randn(5, 3, 8, device=device), torch.randn(5, 3, 1, device=device)
     torch.manual_seed(1)
     last_a = rssm.observe(embedding, actions, belief, state).beliefs[-1]
     torch.manual_seed(1)
@@ -65,22 +71,24 @@ def test_belief_depends_on_previous_belief():
     assert (last_a - last_b).abs().max() > 1e-4
 
 
-def test_posterior_depends_on_embedding_and_prior_does_not():
+def test_posterior_depends_on_embedding_and_prior_does_not(device):
     torch.manual_seed(0)
-    rssm = RSSM(action_size=1, embedding_size=8)
-    belief = torch.randn(4, 200)
-    a, b = rssm.posterior(belief, torch.randn(4, 8)), rssm.posterior(belief, torch.randn(4, 8))
+    rssm = RSSM(action_size=1, embedding_size=8).to(device)
+    belief = torch.randn(4, 200, device=device)
+    a = rssm.posterior(belief, torch.randn(4, 8, device=device))
+    b = rssm.posterior(belief, torch.randn(4, 8, device=device))
     assert (a.mean - b.mean).abs().max() > 1e-3
     assert "embedding" not in rssm.prior.__code__.co_varnames
 
 
-def test_training_unroll_feeds_the_posterior_sample_forward(monkeypatch):
+def test_training_unroll_feeds_the_posterior_sample_forward(monkeypatch, device):
     """The state fed to step t + 1 (and to the decoders) is q's sample, not p's."""
     monkeypatch.setattr(Gaussian, "sample", lambda self: self.mean)  # deterministic samples
     torch.manual_seed(0)
-    rssm = RSSM(action_size=1, embedding_size=8)
+    rssm = RSSM(action_size=1, embedding_size=8).to(device)
     belief, state = rssm.initial(2)
-    embedding, action = 3 * torch.randn(4, 2, 8), torch.randn(4, 2, 1)
+    embedding = 3 * torch.randn(4, 2, 8, device=device)
+    action = torch.randn(4, 2, 1, device=device)
     out = rssm.observe(embedding, action, belief, state)
     assert torch.allclose(out.states, out.posterior.mean)
     assert (out.posterior.mean - out.prior.mean).abs().max() > 1e-2  # the test can tell them apart
@@ -91,15 +99,15 @@ def test_training_unroll_feeds_the_posterior_sample_forward(monkeypatch):
         assert not torch.allclose(out.beliefs[t], from_prior, atol=1e-4)
 
 
-def test_every_parameter_gets_a_finite_nonzero_gradient():
+def test_every_parameter_gets_a_finite_nonzero_gradient(device):
     torch.manual_seed(0)
     config = ModelConfig(belief_size=16, state_size=4, hidden_size=16, cnn_depth=4,
                          embedding_size=64, reward_hidden_size=8)
-    model = WorldModel(config, action_size=2, obs_shape=(3, 64, 64))
-    obs = torch.rand(3, 2, 3, 64, 64) - 0.5
+    model = WorldModel(config, action_size=2, obs_shape=(3, 64, 64)).to(device)
+    obs = torch.rand(3, 2, 3, 64, 64, device=device) - 0.5
     embedding = model.encoder(obs)
     belief, state = model.rssm.initial(2)
-    out = model.rssm.observe(embedding, torch.randn(3, 2, 2), belief, state)
+    out = model.rssm.observe(embedding, torch.randn(3, 2, 2, device=device), belief, state)
     loss = model.decoder(out.features).square().mean() + model.reward_model(out.features).mean()
     loss = loss + out.prior.mean.square().mean()
     loss.backward()

@@ -15,39 +15,45 @@ from planet.objectives import (
 )
 
 
-def test_kl_matches_torch_distributions_and_its_direction_is_posterior_to_prior():
+def on(device, gaussian: Gaussian) -> Gaussian:
+    return Gaussian(gaussian.mean.to(device), gaussian.stddev.to(device))
+
+
+def test_kl_matches_torch_distributions_and_its_direction_is_posterior_to_prior(device):
     torch.manual_seed(0)
     q = Gaussian(torch.randn(4, 30), torch.rand(4, 30) + 0.1)
     p = Gaussian(torch.randn(4, 30), torch.rand(4, 30) + 2.0)  # much wider: KL is asymmetric
+    # The reference on the CPU; ours on the device under test.
     expected = kl_divergence(Normal(q.mean, q.stddev), Normal(p.mean, p.stddev)).sum(-1)
     reverse = kl_divergence(Normal(p.mean, p.stddev), Normal(q.mean, q.stddev)).sum(-1)
-    assert torch.allclose(gaussian_kl(q, p), expected, atol=1e-5)
+    assert torch.allclose(gaussian_kl(on(device, q), on(device, p)).cpu(), expected, atol=1e-5)
     assert (expected - reverse).abs().min() > 1.0  # so the direction is really tested
 
 
-def test_kl_of_hand_set_gaussians():
+def test_kl_of_hand_set_gaussians(device):
     # KL(N(1, 1) || N(0, 2^2)) per dim = log 2 + (1 + 1) / 8 - 1/2.
-    q = Gaussian(torch.ones(1, 30), torch.ones(1, 30))
-    p = Gaussian(torch.zeros(1, 30), 2 * torch.ones(1, 30))
+    q = Gaussian(torch.ones(1, 30, device=device), torch.ones(1, 30, device=device))
+    p = Gaussian(torch.zeros(1, 30, device=device), 2 * torch.ones(1, 30, device=device))
     per_dim = torch.log(torch.tensor(2.0)) + 2 / 8 - 0.5
     assert gaussian_kl(q, p).item() == pytest.approx(30 * per_dim.item(), rel=1e-5)
 
 
-def _kl_with_total(total: float) -> tuple[Gaussian, Gaussian]:
+def _kl_with_total(total: float, device=None) -> tuple[Gaussian, Gaussian]:
     """Posterior and prior whose KL, summed over 30 dims, is `total` (0.1 per dim less...)."""
     # KL(N(m, 1) || N(0, 1)) = m^2 / 2 per dim; spread the total over 30 dims.
-    mean = torch.full((1, 30), (2 * total / 30) ** 0.5, requires_grad=True)
-    return Gaussian(mean, torch.ones(1, 30)), Gaussian(torch.zeros(1, 30), torch.ones(1, 30))
+    mean = torch.full((1, 30), (2 * total / 30) ** 0.5, requires_grad=True, device=device)
+    ones = torch.ones(1, 30, device=device)
+    return Gaussian(mean, ones), Gaussian(torch.zeros_like(ones), ones)
 
 
-def test_free_nats_clamp_the_summed_kl():
-    q, p = _kl_with_total(2.0)  # 2 nats in total, 0.067 per dim
+def test_free_nats_clamp_the_summed_kl(device):
+    q, p = _kl_with_total(2.0, device)  # 2 nats in total, 0.067 per dim
     loss = kl_loss(q, p, free_nats=3.0)
     loss.backward()
     assert loss.item() == pytest.approx(3.0)
     assert q.mean.grad.abs().max() == 0  # below free nats: no gradient
 
-    q, p = _kl_with_total(5.0)  # above 3 in total, though each dim (0.17) is below 3
+    q, p = _kl_with_total(5.0, device)  # above 3 in total, though each dim (0.17) is below 3
     loss = kl_loss(q, p, free_nats=3.0)
     loss.backward()
     assert loss.item() == pytest.approx(5.0, rel=1e-5)
@@ -55,32 +61,34 @@ def test_free_nats_clamp_the_summed_kl():
     assert q.mean.grad.abs().min() > 0
 
 
-def test_kl_is_averaged_over_time_and_batch():
-    q = Gaussian(torch.zeros(2, 3, 30), torch.ones(2, 3, 30))
-    p = Gaussian(torch.zeros(2, 3, 30), torch.ones(2, 3, 30))
+def test_kl_is_averaged_over_time_and_batch(device):
+    q = Gaussian(torch.zeros(2, 3, 30, device=device), torch.ones(2, 3, 30, device=device))
+    p = Gaussian(torch.zeros(2, 3, 30, device=device), torch.ones(2, 3, 30, device=device))
     q.mean[0, 0] = (2 * 10.0 / 30) ** 0.5  # one element has KL 10, the rest 0 -> clamped to 3
     assert kl_loss(q, p, 3.0).item() == pytest.approx((10 + 5 * 3) / 6, rel=1e-5)
 
 
-def test_reconstruction_and_reward_reductions():
-    obs = torch.zeros(2, 3, 3, 4, 4)
-    mean = torch.ones(2, 3, 3, 4, 4)
+def test_reconstruction_and_reward_reductions(device):
+    obs = torch.zeros(2, 3, 3, 4, 4, device=device)
+    mean = torch.ones(2, 3, 3, 4, 4, device=device)
     # 0.5 * squared error summed over 48 pixel values, averaged over (T, B).
     assert reconstruction_loss(mean, obs).item() == pytest.approx(0.5 * 48)
-    reward = torch.zeros(2, 3)
-    assert reward_loss(torch.full((2, 3), 2.0), reward).item() == pytest.approx(0.5 * 4)
+    reward = torch.zeros(2, 3, device=device)
+    assert reward_loss(torch.full((2, 3), 2.0, device=device), reward).item() == pytest.approx(
+        0.5 * 4)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_squared_error_sum_matches_mse_loss_in_value_and_gradient(dtype):
+def test_squared_error_sum_matches_mse_loss_in_value_and_gradient(dtype, device):
     generator = torch.Generator().manual_seed(0)
     target = torch.rand(5, 4, 3, 8, 8, generator=generator) - 0.5
     # Channels-last frames, as the decoder returns them.
     frames = torch.randn(20, 3, 8, 8, generator=generator).to(dtype)
     frames = frames.contiguous(memory_format=torch.channels_last)
-    ours = frames.clone().requires_grad_()
+    # Ours on the device under test, the reference (mse_loss) on the CPU.
+    ours = frames.clone().to(device).requires_grad_()
     theirs = frames.clone().requires_grad_()
-    value = SquaredErrorSum.apply(ours.unflatten(0, (5, 4)), target)
+    value = SquaredErrorSum.apply(ours.unflatten(0, (5, 4)), target.to(device))
     expected = torch.nn.functional.mse_loss(
         theirs.unflatten(0, (5, 4)).float(), target, reduction="sum"
     )
@@ -89,15 +97,16 @@ def test_squared_error_sum_matches_mse_loss_in_value_and_gradient(dtype):
     (0.3 * value).backward()
     (0.3 * expected).backward()
     assert ours.grad.dtype == dtype and ours.grad.shape == frames.shape
-    assert torch.allclose(ours.grad.float(), theirs.grad.float(), rtol=1e-2, atol=1e-6)
+    assert torch.allclose(ours.grad.float().cpu(), theirs.grad.float(), rtol=1e-2, atol=1e-6)
     with pytest.raises(ValueError, match="no gradient to its target"):
-        SquaredErrorSum.apply(ours.unflatten(0, (5, 4)), target.clone().requires_grad_())
+        SquaredErrorSum.apply(ours.unflatten(0, (5, 4)), target.to(device).requires_grad_())
 
 
-def test_squared_error_sum_holds_only_the_residual_for_backward():
+def test_squared_error_sum_holds_only_the_residual_for_backward(device):
     generator = torch.Generator().manual_seed(1)
-    target = torch.rand(3, 2, 3, 8, 8, generator=generator) - 0.5
-    prediction = torch.randn(3, 2, 3, 8, 8, generator=generator).bfloat16().requires_grad_()
+    target = (torch.rand(3, 2, 3, 8, 8, generator=generator) - 0.5).to(device)
+    prediction = torch.randn(3, 2, 3, 8, 8, generator=generator).bfloat16().to(device)
+    prediction.requires_grad_()
     expected_grad = (2 * (prediction.detach().float() - target)).bfloat16()
     value = SquaredErrorSum.apply(prediction, target)
     target_alive = weakref.ref(target)
@@ -124,14 +133,15 @@ class AddActionRSSM(RSSM):
         return Gaussian(belief, torch.ones_like(belief))
 
 
-def test_overshooting_against_a_hand_worked_table(monkeypatch):
+def test_overshooting_against_a_hand_worked_table(monkeypatch, device):
     monkeypatch.setattr(Gaussian, "sample", lambda self: self.mean)
-    rssm = AddActionRSSM()
+    rssm = AddActionRSSM().to(device)
     steps = 4
     # Posterior beliefs 0, 1, 2, 3 from actions 1 each; posterior means 0, 0, 0, 0.
-    beliefs = torch.arange(steps, dtype=torch.float32).reshape(steps, 1, 1)
-    action = torch.ones(steps, 1, 1)
-    posterior = Gaussian(torch.zeros(steps, 1, 1), torch.ones(steps, 1, 1))
+    beliefs = torch.arange(steps, dtype=torch.float32, device=device).reshape(steps, 1, 1)
+    action = torch.ones(steps, 1, 1, device=device)
+    posterior = Gaussian(torch.zeros(steps, 1, 1, device=device),
+                         torch.ones(steps, 1, 1, device=device))
     # A d-step prediction from start t has belief t + d, so its prior mean is t + d and
     # KL(N(0,1) || N(t+d, 1)) = (t+d)^2 / 2. Pairs with d >= 2: (t=0,d=2) -> 2, (t=0,d=3) -> 4.5,
     # (t=1,d=2) -> 4.5; with free nats 0 the mean is 11 / 3.
@@ -142,13 +152,16 @@ def test_overshooting_against_a_hand_worked_table(monkeypatch):
     assert value.item() == pytest.approx(12 / 3)
 
 
-def test_overshooting_matches_a_slow_loop():
+def test_overshooting_matches_a_slow_loop(device):
     torch.manual_seed(0)
     rssm = RSSM(action_size=2, embedding_size=8, belief_size=12, state_size=3, hidden_size=8)
+    rssm = rssm.to(device)
     steps, batch, distance = 6, 2, 4
-    beliefs, states = torch.randn(steps, batch, 12), torch.randn(steps, batch, 3)
-    action = torch.randn(steps, batch, 2)
-    posterior = Gaussian(torch.randn(steps, batch, 3), torch.rand(steps, batch, 3) + 0.5)
+    beliefs = torch.randn(steps, batch, 12, device=device)
+    states = torch.randn(steps, batch, 3, device=device)
+    action = torch.randn(steps, batch, 2, device=device)
+    posterior = Gaussian(torch.randn(steps, batch, 3, device=device),
+                         torch.rand(steps, batch, 3, device=device) + 0.5)
 
     def mean_sample(self):
         return self.mean

@@ -34,42 +34,45 @@ def make_planner(**overrides):
     return CEMPlanner(TargetRSSM(), QuadraticReward(), ACTION_SIZE, config)
 
 
-def start(targets):
-    targets = torch.tensor(targets, dtype=torch.float32)
+def start(targets, device):
+    targets = torch.tensor(targets, dtype=torch.float32, device=device)
     belief = torch.cat([targets, torch.zeros_like(targets)], dim=-1)
-    return belief, torch.zeros(len(targets), 1)
+    return belief, torch.zeros(len(targets), 1, device=device)
 
 
-def test_cem_finds_the_maximiser_of_a_quadratic():
-    belief, state = start([[0.3, -0.6]])
-    action = make_planner()(belief, state, torch.Generator().manual_seed(0))
-    assert action.shape == (1, ACTION_SIZE)
-    assert torch.allclose(action, torch.tensor([[0.3, -0.6]]), atol=0.05)
+def seeded(device, seed: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
 
 
-def test_candidates_stay_aligned_with_their_env():
+def test_cem_finds_the_maximiser_of_a_quadratic(device):
+    belief, state = start([[0.3, -0.6]], device)
+    action = make_planner()(belief, state, seeded(device, 0))
+    assert action.shape == (1, ACTION_SIZE) and action.device.type == device.type
+    assert torch.allclose(action.cpu(), torch.tensor([[0.3, -0.6]]), atol=0.05)
+
+
+def test_candidates_stay_aligned_with_their_env(device):
     """Each env has its own target in its belief; a misaligned layout mixes them up."""
     targets = [[0.5, 0.5], [-0.5, 0.2], [0.0, -0.7], [0.8, -0.1]]
-    belief, state = start(targets)
-    action = make_planner()(belief, state, torch.Generator().manual_seed(1))
+    belief, state = start(targets, device)
+    action = make_planner()(belief, state, seeded(device, 1))
     assert action.shape == (4, ACTION_SIZE)
-    assert torch.allclose(action, torch.tensor(targets), atol=0.06)
+    assert torch.allclose(action.cpu(), torch.tensor(targets), atol=0.06)
 
 
-def test_actions_stay_within_bounds():
-    belief, state = start([[3.0, -3.0]])  # the maximiser lies outside [-1, 1]
-    action = make_planner()(belief, state, torch.Generator().manual_seed(2))
+def test_actions_stay_within_bounds(device):
+    belief, state = start([[3.0, -3.0]], device)  # the maximiser lies outside [-1, 1]
+    action = make_planner()(belief, state, seeded(device, 2))
     assert action.abs().max() <= 1.0
-    assert torch.allclose(action, torch.tensor([[1.0, -1.0]]), atol=0.05)
+    assert torch.allclose(action.cpu(), torch.tensor([[1.0, -1.0]]), atol=0.05)
 
 
-def test_same_seed_same_plan_and_batch_matches_single_env_runs():
-    belief, state = start([[0.1, 0.2], [-0.3, 0.4]])
+def test_same_seed_same_plan_and_batch_matches_single_env_runs(device):
+    belief, state = start([[0.1, 0.2], [-0.3, 0.4]], device)
     planner = make_planner(iterations=3)
-    first = planner(belief, state, torch.Generator().manual_seed(3))
-    again = planner(belief, state, torch.Generator().manual_seed(3))
+    first = planner(belief, state, seeded(device, 3))
+    again = planner(belief, state, seeded(device, 3))
     assert torch.equal(first, again)
     for index in range(2):
-        single = planner(belief[index : index + 1], state[index : index + 1],
-                         torch.Generator().manual_seed(4))
+        single = planner(belief[index : index + 1], state[index : index + 1], seeded(device, 4))
         assert torch.allclose(single[0], first[index], atol=0.15)

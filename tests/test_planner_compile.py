@@ -19,11 +19,12 @@ from planet.planner import CEMPlanner
 ACTION_SIZE = 2
 
 
-def make_planners(seed: int = 0, log=None):
+def make_planners(seed: int = 0, log=None, device=None):
     """Eager and compiled planners over the same small RSSM and reward model."""
     torch.manual_seed(seed)
     rssm = RSSM(ACTION_SIZE, embedding_size=16, belief_size=24, state_size=6, hidden_size=24)
     reward_model = RewardModel(rssm.features_size, hidden_size=16)
+    rssm, reward_model = rssm.to(device), reward_model.to(device)
     with torch.no_grad():  # returns that differ clearly between candidates
         reward_model.net[-1].weight.mul_(20.0)
     config = PlannerConfig(horizon=5, iterations=3, candidates=64, top_candidates=8)
@@ -35,25 +36,27 @@ def make_planners(seed: int = 0, log=None):
 
 def returns_of(planner, actions, belief, state, seed):
     with torch.no_grad():
-        return planner.evaluate(actions, belief, state, torch.Generator().manual_seed(seed))
+        generator = torch.Generator(device=belief.device).manual_seed(seed)
+        return planner.evaluate(actions, belief, state, generator)
 
 
-def test_compiled_rollout_matches_eager_and_follows_weight_updates():
+def test_compiled_rollout_matches_eager_and_follows_weight_updates(device):
     messages = []
-    rssm, _, eager, compiled = make_planners(log=messages.append)
+    rssm, _, eager, compiled = make_planners(log=messages.append, device=device)
     torch.manual_seed(1)
     # Planning for 3 envs rolls out 3 x 64 candidates; scoring 192 sequences directly reuses
     # that compiled shape (each new shape compiles anew, ~10 s).
-    belief, state = torch.randn(3, rssm.belief_size), torch.randn(3, rssm.state_size)
-    many_beliefs = torch.randn(192, rssm.belief_size)
-    many_states = torch.randn(192, rssm.state_size)
-    actions = torch.rand(5, 192, ACTION_SIZE) * 2 - 1  # (H, N, A)
+    belief = torch.randn(3, rssm.belief_size, device=device)
+    state = torch.randn(3, rssm.state_size, device=device)
+    many_beliefs = torch.randn(192, rssm.belief_size, device=device)
+    many_states = torch.randn(192, rssm.state_size, device=device)
+    actions = torch.rand(5, 192, ACTION_SIZE, device=device) * 2 - 1  # (H, N, A)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # a fallback to eager fails the test
         before = returns_of(compiled, actions, many_beliefs, many_states, seed=2)
         expected = returns_of(eager, actions, many_beliefs, many_states, seed=2)
         torch.testing.assert_close(before, expected, rtol=1e-5, atol=1e-5)
-        plans = [planner(belief, state, torch.Generator().manual_seed(3))
+        plans = [planner(belief, state, torch.Generator(device=device).manual_seed(3))
                  for planner in (eager, compiled)]
         torch.testing.assert_close(plans[1], plans[0], rtol=1e-5, atol=1e-5)
         assert plans[0].shape == (3, ACTION_SIZE)
@@ -76,12 +79,13 @@ def test_compiled_rollout_matches_eager_and_follows_weight_updates():
     assert re.fullmatch(r"planner rollout: compiled in \d+\.\d s", messages[1]), messages[1]
 
 
-def test_compiled_rollout_under_bf16_autocast_is_close_to_eager():
-    rssm, _, eager, compiled = make_planners(seed=4)
+def test_compiled_rollout_under_bf16_autocast_is_close_to_eager(device):
+    rssm, _, eager, compiled = make_planners(seed=4, device=device)
     torch.manual_seed(5)
-    belief, state = torch.randn(2, rssm.belief_size), torch.randn(2, rssm.state_size)
-    actions = torch.rand(5, 2, ACTION_SIZE) * 2 - 1
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    belief = torch.randn(2, rssm.belief_size, device=device)
+    state = torch.randn(2, rssm.state_size, device=device)
+    actions = torch.rand(5, 2, ACTION_SIZE, device=device) * 2 - 1
+    with torch.autocast(device.type, dtype=torch.bfloat16):
         returns = [returns_of(p, actions, belief, state, seed=6) for p in (eager, compiled)]
     torch.testing.assert_close(returns[1], returns[0], rtol=0.02, atol=0.05)
     assert compiled.imagine_features.compiled is not None
@@ -105,7 +109,7 @@ for warning in caught:
 """
 
 
-def test_without_a_compiler_the_planner_runs_eagerly_and_says_why(tmp_path):
+def test_without_a_compiler_the_planner_runs_eagerly_and_says_why(tmp_path, cpu_only):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "CXX": "/nonexistent/c++", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path),
            "PYTHONPATH": root}

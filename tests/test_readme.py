@@ -88,6 +88,8 @@ NOT_PLANET: dict[str, str] = {
     "source .venv/bin/activate": "the test runs the `planet` next to this Python instead",
     "tensorboard --logdir runs": "TensorBoard's own command; the test checks that the runs "
                                  "written so far hold TensorBoard event files",
+    "benchmarks/gpu_check.sh --out results/gpu/nvidia-h200": "needs a CUDA machine; its dry run "
+        "(--device cpu --quick) is tests/test_gpu_check.py",
 }
 
 

@@ -10,15 +10,7 @@ import warnings
 
 import gymnasium as gym
 
-# The paper's action repeats (PAPER.md; some ports use 6 for ball_in_cup, the paper uses 4).
-ACTION_REPEATS = {
-    "cartpole-swingup": 8,
-    "reacher-easy": 4,
-    "cheetah-run": 4,
-    "finger-spin": 2,
-    "ball_in_cup-catch": 4,
-    "walker-walk": 2,
-}
+from planet.tasks import ACTION_REPEATS  # noqa: F401 - the paper's table, re-exported
 
 
 def split_task(name: str) -> tuple[str, str]:

@@ -1,0 +1,520 @@
+"""The GPU path checked in minutes: device tests, `planet bench` and a short training run.
+
+    benchmarks/gpu_check.sh --out results/gpu/nvidia-h200       # a CUDA machine: under 8 minutes
+    benchmarks/gpu_check.sh --device cpu --quick --out /tmp/c    # the CPU dry run (CI runs it)
+
+Stages, each but the first in its own process under a time limit, so that a crash or a hang in
+one still leaves the others' results (and a line saying what happened):
+  1. system  torch, CUDA, the GPU, which optional packages are installed
+  2. tests   the device-independent tests (models, objectives, planner, compiled planner, fast
+             path, preprocessing) with `pytest --device`; exact rewrites are compared with
+             PyTorch's own layers on the CPU there
+  3. bench   `planet bench --device` on the paper configuration: reference vs fast path, and
+             the fast path with each switch so far measured only on CPU flipped (SWITCHES);
+             the env figure is skipped, with a line, where dm_control is not installed
+  4. train   the paper configuration on toy:dot for a wall-clock budget: the loss must fall
+             and every logged number must be finite
+
+Everything lands in --out (7 files, flat, fit to commit as results/gpu/<gpu-name>/):
+check.json (every stage's result), summary.md (a short report), bench.json, train_metrics.jsonl
+and the three stages' logs (tests.log, bench.log, train.log). Exit code 0 when every stage
+passed.
+
+Needs: PyTorch, numpy, pytest, tqdm, tensorboard and gymnasium (toy:dot is a Gymnasium env);
+no network and no display. MuJoCo and dm_control are optional. benchmarks/gpu_check.sh installs
+gymnasium from wheels in .whl/ when it is missing (see the script).
+
+Switch defaults: a switch's default changes on CUDA only on this check's figure, by the rule in
+planet.bench (SWITCH_EPISODE_RATIO, MIN_ROUNDS): over at least 5 interleaved rounds, the model
+work of one episode (C updates + one episode of act calls) with the switch flipped takes under
+0.95x the default's in the median round and under 1x in three rounds of four. check.json and
+summary.md say for each switch whether it holds ("change the default" or "keep the default");
+where it does, the config chooses that switch per device, with the figure in its docstring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# The compiled planner last: its compiles are the slowest part, and a stage cut short by its
+# time limit still reports the tests that ran (parse_pytest_log).
+TEST_FILES = [
+    "tests/test_models.py", "tests/test_objectives.py", "tests/test_planner.py",
+    "tests/test_preprocess.py", "tests/test_fast_path.py", "tests/test_planner_compile.py",
+]
+# --quick: the fast files only (the compiled planner and the float64 gradchecks take minutes on
+# 2 CPU cores); CI runs every one of them on the CPU anyway.
+QUICK_TEST_FILES = ["tests/test_models.py", "tests/test_objectives.py",
+                    "tests/test_planner.py", "tests/test_preprocess.py"]
+# Switches whose defaults were chosen from CPU figures only.
+SWITCHES = ["model.fast_deconv", "model.channels_last", "planner.compile"]
+OPTIONAL_PACKAGES = ["numpy", "pytest", "tqdm", "tensorboard", "gymnasium", "dm_control",
+                     "mujoco", "triton", "matplotlib", "imageio"]
+
+
+@dataclass
+class Plan:
+    """Sizes and time limits of one check (full on a GPU, or --quick)."""
+
+    test_files: list[str]
+    test_limit_s: float
+    bench_args: list[str]
+    bench_limit_s: float
+    train_preset: str
+    train_overrides: list[str]
+    train_seconds: float
+    train_limit_s: float
+    min_train_episodes: int
+    threads: int = 0  # torch threads in each stage's process (0: torch's choice)
+
+
+FULL = Plan(
+    test_files=TEST_FILES, test_limit_s=140,
+    bench_args=["--preset", "paper", "--repeats", "10", "--batch-envs", "5",
+                "--env-steps", "10", "--switches", ",".join(SWITCHES)],
+    bench_limit_s=170,
+    # toy:dot episodes last 30 steps (31 rows), too short for the paper's chunks of 50.
+    train_preset="paper", train_overrides=["train.chunk_length=30"], train_seconds=100,
+    train_limit_s=150,
+    min_train_episodes=3,
+)
+QUICK = Plan(
+    test_files=QUICK_TEST_FILES, test_limit_s=120,
+    # planner.compile is left out: its first compile takes ~20 s per shape on a CPU.
+    bench_args=["--preset", "smoke", "--repeats", "2", "--batch-envs", "2", "--skip-env",
+                "--switches", "model.fast_deconv,model.channels_last"],
+    bench_limit_s=120,
+    train_preset="smoke",
+    train_overrides=["train.seed_episodes=1", "train.collect_interval=8",
+                     "train.test_interval=0", "train.image_log_interval=0"],
+    train_seconds=2, train_limit_s=120, min_train_episodes=3,
+    # One thread: on a busy 2-core machine, threads waiting for each other make the tiny
+    # models 100x slower (tests/conftest.py, one_thread).
+    threads=1,
+)
+
+
+@dataclass
+class Stage:
+    name: str
+    status: str = "not run"  # ok, failed, timed out, skipped
+    seconds: float = 0.0
+    result: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+# --- helpers -------------------------------------------------------------------------------
+def slug(text: str) -> str:
+    """'NVIDIA H200' -> 'nvidia-h200' (a folder name)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def all_finite(value: Any) -> bool:
+    """True when every number in a nested dict/list is finite."""
+    if isinstance(value, dict):
+        return all(all_finite(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return all(all_finite(item) for item in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True
+
+
+def run_logged(command: list[str], log_path: Path, limit_s: float,
+               threads: int = 0) -> tuple[int | None, float]:
+    """Run `command` from the repo root with its output in `log_path`; (exit code, seconds).
+
+    The exit code is None when the command outran `limit_s` and was killed.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",
+           **({"OMP_NUM_THREADS": str(threads)} if threads else {}),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           # The GPU machine's pytest plugins are not ours: only our conftest is loaded.
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env.setdefault("MUJOCO_GL", "egl")
+    start = time.perf_counter()
+    with open(log_path, "w") as log_file:
+        log_file.write("$ " + " ".join(command) + "\n")
+        log_file.flush()
+        try:
+            code = subprocess.run(command, cwd=ROOT, env=env, stdout=log_file,
+                                  stderr=subprocess.STDOUT, timeout=limit_s).returncode
+        except subprocess.TimeoutExpired:
+            code = None
+    return code, time.perf_counter() - start
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --- stages --------------------------------------------------------------------------------
+def system_stage(device: str) -> Stage:
+    import torch
+
+    stage = Stage("system")
+    info: dict[str, Any] = {
+        "device": device, "python": platform.python_version(), "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda, "cpu_count": os.cpu_count(),
+        "packages": {name: importlib.util.find_spec(name) is not None
+                     for name in OPTIONAL_PACKAGES},
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if device == "cuda":
+        properties = torch.cuda.get_device_properties(0)
+        info.update(name=properties.name, capability=f"{properties.major}.{properties.minor}",
+                    memory_gib=round(properties.total_memory / 2**30, 1),
+                    multiprocessors=properties.multi_processor_count,
+                    cudnn=torch.backends.cudnn.version())
+    else:
+        info["name"] = "cpu " + (platform.processor() or platform.machine())
+    stage.result, stage.status = info, "ok"
+    missing = [name for name in ("numpy", "pytest", "tqdm", "tensorboard", "gymnasium")
+               if not info["packages"][name]]
+    if missing:
+        stage.problems.append(f"missing: {', '.join(missing)}")
+    return stage
+
+
+def parse_junit(path: Path) -> dict[str, Any]:
+    """Counts and failures from pytest's --junitxml file."""
+    root = ElementTree.parse(path).getroot()
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    counts = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
+    failed = []
+    for case in suite.iter("testcase"):
+        for tag in ("failure", "error"):
+            element = case.find(tag)
+            if element is not None:
+                message = (element.get("message") or "").strip().splitlines()[:1]
+                failed.append(f"{case.get('classname')}::{case.get('name')}: "
+                              f"{message[0][:200] if message else tag}")
+    passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
+    skipped = [f"{case.get('classname')}::{case.get('name')}" for case in suite.iter("testcase")
+               if case.find("skipped") is not None]
+    return {"passed": passed, "failed": counts["failures"] + counts["errors"],
+            "skipped": counts["skipped"], "failures": failed, "skipped_tests": skipped}
+
+
+def parse_pytest_log(path: Path) -> dict[str, Any]:
+    """Counts from `pytest -v` lines (`tests/x.py::test_y PASSED`), for a run cut short."""
+    outcomes = re.findall(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED)",
+                          path.read_text(errors="replace"), flags=re.MULTILINE)
+    return {
+        "passed": sum(outcome == "PASSED" for _, outcome in outcomes),
+        "failed": sum(outcome in ("FAILED", "ERROR") for _, outcome in outcomes),
+        "skipped": sum(outcome == "SKIPPED" for _, outcome in outcomes),
+        "failures": [name for name, outcome in outcomes if outcome in ("FAILED", "ERROR")],
+        "skipped_tests": [name for name, outcome in outcomes if outcome == "SKIPPED"],
+    }
+
+
+def tests_stage(device: str, plan: Plan, out: Path, scratch: Path) -> Stage:
+    stage = Stage("tests")
+    junit = scratch / "tests.xml"
+    command = [sys.executable, "-m", "pytest", *plan.test_files, "--device", device, "-v",
+               "-p", "no:cacheprovider", f"--junitxml={junit}"]
+    code, stage.seconds = run_logged(command, out / "tests.log", plan.test_limit_s,
+                                     plan.threads)
+    if code is None:
+        stage.status = "timed out"
+        stage.result = parse_pytest_log(out / "tests.log") | {"files": plan.test_files}
+        stage.problems.append(f"pytest outran {plan.test_limit_s:.0f} s; the counts are of "
+                              "the tests it finished")
+        stage.problems.extend(stage.result["failures"])
+        return stage
+    if not junit.exists():
+        stage.status = "failed"
+        stage.problems.append(f"pytest exited {code} without a report:\n"
+                              + log_tail(out / "tests.log"))
+        return stage
+    stage.result = parse_junit(junit) | {"files": plan.test_files, "exit_code": code}
+    stage.status = "ok" if code == 0 and stage.result["failed"] == 0 else "failed"
+    stage.problems.extend(stage.result["failures"])
+    return stage
+
+
+def bench_stage(device: str, plan: Plan, out: Path) -> Stage:
+    stage = Stage("bench")
+    path = out / "bench.json"
+    command = [sys.executable, "-m", "planet.bench", "--device", device, *plan.bench_args,
+               "--skip-memory", "--json", str(path)]
+    code, stage.seconds = run_logged(command, out / "bench.log", plan.bench_limit_s,
+                                     plan.threads)
+    if code is None or not path.exists():
+        stage.status = "timed out" if code is None else "failed"
+        stage.problems.append(f"planet bench {'outran its limit' if code is None else 'failed'}"
+                              f":\n{log_tail(out / 'bench.log')}")
+        return stage
+    bench = json.loads(path.read_text())
+    checks = bench["checks"]
+    stage.result = {
+        "figures": {key: {name: figure.get(name) for name in ("label", "reference", "fast",
+                                                              "ratio", "flops")}
+                    for key, figure in bench["figures"].items()},
+        "checks_ok": {"losses": checks["losses"]["ok"], "planner": checks["planner"]["ok"]},
+        "grad_cosine": checks["losses"]["grad_cosine"],
+        "planner_max_abs_diff": checks["planner"]["max_abs_diff"],
+        "matmul_peak_flops_per_s": bench["matmul_peak_flops_per_s"],
+        "skipped": bench.get("skipped", {}),
+        "switches": {key: {name: switch[name] for name in (
+            "default", "flipped", "episode_model_seconds", "episode_ratio", "faster",
+            "change_default")} | {"figures": {figure: values["ratio"] for figure, values in
+                                              switch["figures"].items()}}
+                     for key, switch in bench.get("switches", {}).items()},
+        "exit_code": code,
+    }
+    if not all(stage.result["checks_ok"].values()):
+        stage.problems.append("the reference and fast paths disagree (bench.log: loss check, "
+                              "planner check)")
+    if not all_finite(stage.result):
+        stage.problems.append("a bench figure is not finite")
+    stage.status = "ok" if code == 0 and not stage.problems else "failed"
+    return stage
+
+
+def train_stage(device: str, plan: Plan, out: Path, scratch: Path) -> Stage:
+    stage = Stage("train")
+    if importlib.util.find_spec("gymnasium") is None:
+        stage.status = "skipped"
+        stage.problems.append("toy:dot needs gymnasium: run benchmarks/gpu_check.sh "
+                              "--fetch-wheels where pip can reach the index, and bring .whl/")
+        return stage
+    run_dir = scratch / "train_run"
+    command = [sys.executable, "-m", "planet.gpu_check", "--train-worker", str(run_dir),
+               "--device", device, "--preset", plan.train_preset,
+               "--seconds", str(plan.train_seconds),
+               "--min-episodes", str(plan.min_train_episodes),
+               *[arg for item in plan.train_overrides for arg in ("--set", item)]]
+    code, stage.seconds = run_logged(command, out / "train.log", plan.train_limit_s,
+                                     plan.threads)
+    metrics_path = run_dir / "metrics.jsonl"
+    records = []
+    if metrics_path.exists():
+        text = metrics_path.read_text()
+        (out / "train_metrics.jsonl").write_text(text)
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    if code is None:
+        stage.problems.append(f"training outran {plan.train_limit_s:.0f} s")
+    elif code != 0:
+        stage.problems.append(f"training exited {code}:\n{log_tail(out / 'train.log')}")
+    stage.result = judge_training(records)
+    stage.problems.extend(stage.result.pop("problems"))
+    stage.status = ("timed out" if code is None else
+                    "ok" if code == 0 and not stage.problems else "failed")
+    return stage
+
+
+def judge_training(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Did the loss fall, and was every logged number finite? From metrics.jsonl records."""
+    trained = [r for r in records if "loss_total" in r]
+    problems = []
+    result: dict[str, Any] = {"episodes": len(records), "training_episodes": len(trained)}
+    if len(trained) < 2:
+        problems.append(f"only {len(trained)} training episodes logged: too few to see the "
+                        "loss fall")
+    else:
+        first, last = trained[0]["loss_total"], trained[-1]["loss_total"]
+        result.update(loss_first=first, loss_last=last, loss_fell=last < first,
+                      loss_curve=[r["loss_total"] for r in trained],
+                      returns=[r["return"] for r in records])
+        if not last < first:
+            problems.append(f"the loss did not fall: {first:.3f} -> {last:.3f}")
+    nonfinite = [r["episode"] for r in records if not all_finite(r)]
+    skipped_updates = records[-1].get("nonfinite_updates", 0) if records else 0
+    result.update(nonfinite_episodes=nonfinite, nonfinite_updates=skipped_updates,
+                  all_finite=not nonfinite and skipped_updates == 0)
+    if nonfinite:
+        problems.append(f"non-finite numbers in episodes {nonfinite}")
+    if skipped_updates:
+        problems.append(f"{skipped_updates} updates had a non-finite loss or gradient")
+    for key in ("time_per_update", "time_per_step"):
+        values = sorted(r[key] for r in trained if key in r)
+        if values:
+            result[f"median_{key}"] = values[len(values) // 2]
+    result["problems"] = problems
+    return result
+
+
+def train_worker(args: argparse.Namespace) -> int:
+    """Train `args.preset` on toy:dot until `args.seconds` of wall time (and min episodes)."""
+    from planet.config import make_config, parse_assignments
+    from planet.train import train
+
+    overrides = {"env.name": "toy:dot", "device": args.device, "train.episodes": 100_000}
+    overrides.update(parse_assignments(args.set))
+    config = make_config(args.preset, overrides)
+    least = config.train.seed_episodes + args.min_episodes
+
+    def stop(record: dict[str, Any], _components) -> bool:
+        return record["wall_time"] >= args.seconds and record["episode"] + 1 >= least
+
+    summary = train(config, Path(args.train_worker), progress=False, on_episode=stop,
+                    log=lambda line: print(line, flush=True))
+    print(f"trained {summary['episodes']} episodes, {summary['env_steps']} env steps")
+    return 0
+
+
+# --- report --------------------------------------------------------------------------------
+def summary_markdown(stages: dict[str, Stage], command: str, seconds: float) -> str:
+    system = stages["system"].result
+    lines = [f"# GPU check: {system.get('name', '?')}", "",
+             f"`{command}` on {system.get('time_utc', '?')}: torch {system.get('torch')}, "
+             f"CUDA {system.get('torch_cuda')}, Python {system.get('python')}; "
+             f"{seconds:.0f} s in all.", "",
+             "| stage | status | seconds | notes |", "|---|---|---|---|"]
+    for stage in stages.values():
+        notes = "; ".join(problem.splitlines()[0] for problem in stage.problems) or "-"
+        lines.append(f"| {stage.name} | {stage.status} | {stage.seconds:.0f} | {notes} |")
+    tests = stages["tests"].result
+    if tests:
+        lines += ["", f"Tests: {tests['passed']} passed, {tests['failed']} failed, "
+                  f"{tests['skipped']} skipped ({', '.join(tests['files'])})."]
+    bench = stages["bench"].result
+    if bench:
+        lines += ["", "## Bench (reference: float32, eager, NCHW; fast: the defaults)", "",
+                  "| figure | reference s | fast s | fast/ref |", "|---|---|---|---|"]
+        for figure in bench["figures"].values():
+            reference, ratio = figure.get("reference"), figure.get("ratio")
+            reference_text = "-" if reference is None else f"{reference:.4f}"
+            ratio_text = "-" if ratio is None else f"{ratio:.2f}"
+            lines.append(f"| {figure['label']} | {reference_text} | {figure['fast']:.4f} | "
+                         f"{ratio_text} |")
+        for figure, reason in bench["skipped"].items():
+            lines.append(f"\n{figure}: skipped ({reason}).")
+        if bench["switches"]:
+            lines += ["", "## Switches measured only on CPU before", "",
+                      "Model work of one episode (C updates + one episode of act calls) with "
+                      "the default and with the switch flipped (medians; the ratio is the "
+                      "median of the rounds' ratios); per-figure ratios in check.json.", "",
+                      "| switch | default -> flipped | default s | flipped s | ratio | verdict |",
+                      "|---|---|---|---|---|---|"]
+            for key, switch in bench["switches"].items():
+                seconds_ = switch["episode_model_seconds"]
+                verdict = "change the default" if switch["change_default"] else "keep the default"
+                lines.append(f"| {key} | {switch['default']} -> {switch['flipped']} | "
+                             f"{seconds_['default']:.3f} | {seconds_['flipped']:.3f} | "
+                             f"{switch['episode_ratio']:.2f} | {verdict} |")
+            lines += ["", "Rule (planet.bench): change a default on this device only when, "
+                      "over at least 5 interleaved rounds, the flipped switch takes under 0.95x "
+                      "in the median round and under 1x in three rounds of four; then the "
+                      "config chooses it per device, with these figures quoted in its "
+                      "docstring."]
+    train = stages["train"].result
+    if train.get("training_episodes"):
+        lines += ["", "## Training (toy:dot)", "",
+                  f"{train['episodes']} episodes ({train['training_episodes']} with updates); "
+                  f"loss {train.get('loss_first', float('nan')):.2f} -> "
+                  f"{train.get('loss_last', float('nan')):.2f}; all finite: "
+                  f"{train['all_finite']}; median update "
+                  f"{train.get('median_time_per_update', float('nan')):.4f} s, median step "
+                  f"{train.get('median_time_per_step', float('nan')):.4f} s."]
+    return "\n".join(lines) + "\n"
+
+
+# --- main ----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/gpu_check.sh", description=__doc__.strip().splitlines()[0],
+        epilog="\n".join(__doc__.strip().splitlines()[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                        help="device to check (default cuda; cpu for the dry run)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes and budgets: the dry run, about half a minute")
+    parser.add_argument("--out", help="output folder (default results/gpu/<device name>)")
+    parser.add_argument("--train-seconds", type=float,
+                        help="training budget in seconds (default 100; 2 with --quick)")
+    # The training stage's own process (internal).
+    parser.add_argument("--train-worker", metavar="RUN_DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--preset", default="paper", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=60.0, help=argparse.SUPPRESS)
+    parser.add_argument("--min-episodes", type=int, default=2, help=argparse.SUPPRESS)
+    parser.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
+    return parser
+
+
+def check(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(f"gpu_check: --device cuda, but torch {torch.__version__} finds no CUDA device; "
+              "--device cpu --quick is the dry run", file=sys.stderr)
+        return 2
+    plan = QUICK if args.quick else FULL
+    if args.train_seconds is not None:
+        plan = dataclasses.replace(plan, train_seconds=args.train_seconds)
+    command = "benchmarks/gpu_check.sh " + " ".join(sys.argv[1:])
+    start = time.perf_counter()
+    stages: dict[str, Stage] = {}
+    system = system_stage(args.device)
+    out = Path(args.out or ROOT / "results" / "gpu" / slug(system.result["name"])).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    def progress(number: int, stage: Stage, extra: str = "") -> None:
+        print(f"[gpu-check {number}/4] {stage.name}: {stage.status} in {stage.seconds:.0f} s"
+              f"{extra}", flush=True)
+        for problem in stage.problems:
+            print("    " + problem.replace("\n", "\n    "), flush=True)
+
+    stages["system"] = system
+    progress(1, system, f": {system.result['name']}, torch {system.result['torch']}")
+    with tempfile.TemporaryDirectory(prefix="gpu_check_") as scratch_name:
+        scratch = Path(scratch_name)
+        print(f"[gpu-check 2/4] tests: {len(plan.test_files)} files on {args.device} "
+              f"(limit {plan.test_limit_s:.0f} s) ...", flush=True)
+        stages["tests"] = tests_stage(args.device, plan, out, scratch)
+        result = stages["tests"].result
+        progress(2, stages["tests"], f": {result.get('passed', 0)} passed, "
+                 f"{result.get('failed', 0)} failed, {result.get('skipped', 0)} skipped")
+        print(f"[gpu-check 3/4] bench: planet bench {' '.join(plan.bench_args)} "
+              f"(limit {plan.bench_limit_s:.0f} s) ...", flush=True)
+        stages["bench"] = bench_stage(args.device, plan, out)
+        progress(3, stages["bench"], "".join(
+            f"; {key} faster {switch['faster']} ({switch['episode_ratio']:.2f}x flipped)"
+            for key, switch in stages["bench"].result.get("switches", {}).items()))
+        print(f"[gpu-check 4/4] train: preset {plan.train_preset} on toy:dot for "
+              f"{plan.train_seconds:.0f} s (limit {plan.train_limit_s:.0f} s) ...", flush=True)
+        stages["train"] = train_stage(args.device, plan, out, scratch)
+        train = stages["train"].result
+        progress(4, stages["train"], f": loss {train.get('loss_first', float('nan')):.2f} -> "
+                 f"{train.get('loss_last', float('nan')):.2f}, {train.get('episodes', 0)} "
+                 "episodes")
+    seconds = time.perf_counter() - start
+    ok = all(stage.status == "ok" for stage in stages.values())
+    report = {"command": command, "quick": args.quick, "seconds": seconds, "ok": ok,
+              "stages": {name: {"status": stage.status, "seconds": stage.seconds,
+                                "problems": stage.problems, "result": stage.result}
+                         for name, stage in stages.items()}}
+    (out / "check.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "summary.md").write_text(summary_markdown(stages, command, seconds))
+    print(f"[gpu-check] {'all stages passed' if ok else 'FAILED'} in {seconds:.0f} s; "
+          f"wrote {out}/summary.md and check.json", flush=True)
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.train_worker:
+        return train_worker(args)
+    return check(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

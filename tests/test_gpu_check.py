@@ -1,0 +1,164 @@
+"""benchmarks/gpu_check.sh: its CPU dry run (--device cpu --quick) runs every stage and writes
+every file, so the GPU check cannot rot between GPU loans; and its verdicts can fail."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from planet import gpu_check
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = {"check.json", "summary.md", "bench.json", "train_metrics.jsonl", "tests.log",
+         "bench.log", "train.log"}
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("gpu_check") / "cpu"
+    run = subprocess.run(
+        ["bash", "benchmarks/gpu_check.sh", "--device", "cpu", "--quick", "--out", str(out)],
+        cwd=ROOT, env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True,
+        timeout=600,
+    )
+    return run, out
+
+
+def test_dry_run_passes_every_stage_with_a_progress_line_each(dry_run):
+    run, out = dry_run
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    for number, stage in enumerate(["system", "tests", "bench", "train"], start=1):
+        assert f"[gpu-check {number}/4] {stage}: ok in " in run.stdout, run.stdout
+    assert "[gpu-check] all stages passed" in run.stdout
+    assert {path.name for path in out.iterdir()} == FILES  # flat, and few enough to fetch
+    check = json.loads((out / "check.json").read_text())
+    assert check["ok"] and check["quick"]
+    assert list(check["stages"]) == ["system", "tests", "bench", "train"]
+    assert all(stage["status"] == "ok" and not stage["problems"]
+               for stage in check["stages"].values())
+
+
+def test_dry_run_tests_stage_ran_the_device_tests(dry_run):
+    _, out = dry_run
+    tests = json.loads((out / "check.json").read_text())["stages"]["tests"]["result"]
+    assert tests["files"] == gpu_check.QUICK_TEST_FILES
+    assert tests["passed"] >= 25 and tests["failed"] == 0 and tests["skipped"] == 0
+    assert "--device cpu" in (out / "tests.log").read_text().splitlines()[0]
+
+
+def test_dry_run_bench_has_finite_figures_and_each_switch(dry_run):
+    _, out = dry_run
+    bench = json.loads((out / "check.json").read_text())["stages"]["bench"]["result"]
+    assert bench["checks_ok"] == {"losses": True, "planner": True}
+    for key in ("update", "plan_1", "plan_2", "act", "episode"):
+        figure = bench["figures"][key]
+        assert figure["fast"] > 0 and math.isfinite(figure["fast"]), key
+        assert figure["reference"] > 0 and math.isfinite(figure["ratio"]), key
+    assert bench["skipped"] == {"env_step": "--skip-env"}
+    assert list(bench["switches"]) == ["model.fast_deconv", "model.channels_last"]
+    for key, switch in bench["switches"].items():
+        assert switch["default"] is True and switch["flipped"] is False, key
+        assert 0 < switch["episode_ratio"] < 100, key
+        assert set(switch["figures"]) == {"update", "plan_1", "plan_2", "act"}
+        # Two rounds are too few to change a default (MIN_ROUNDS), whatever they showed.
+        assert switch["change_default"] is False
+    full = json.loads((out / "bench.json").read_text())
+    assert full["system"]["device"] == "cpu" and full["repeats"] == 2
+
+
+def test_dry_run_training_loss_fell_and_stayed_finite(dry_run):
+    _, out = dry_run
+    train = json.loads((out / "check.json").read_text())["stages"]["train"]["result"]
+    assert train["loss_fell"] and train["loss_last"] < train["loss_first"]
+    assert train["all_finite"] and train["nonfinite_updates"] == 0
+    assert train["training_episodes"] >= gpu_check.QUICK.min_train_episodes
+    records = [json.loads(line) for line in (out / "train_metrics.jsonl").read_text().splitlines()]
+    assert len(records) == train["episodes"]
+    summary = (out / "summary.md").read_text()
+    for heading in ("# GPU check: cpu", "## Bench", "## Switches", "## Training (toy:dot)"):
+        assert heading in summary, heading
+
+
+def test_judge_training_fails_a_flat_loss_and_non_finite_numbers():
+    good = [{"episode": 0, "return": -9.0, "nonfinite_updates": 0},
+            {"episode": 1, "return": -8.0, "loss_total": 50.0, "nonfinite_updates": 0},
+            {"episode": 2, "return": -7.0, "loss_total": 20.0, "nonfinite_updates": 0}]
+    verdict = gpu_check.judge_training(good)
+    assert verdict["problems"] == [] and verdict["loss_fell"]
+    flat = [dict(record) for record in good]
+    flat[2]["loss_total"] = 60.0
+    assert "the loss did not fall: 50.000 -> 60.000" in gpu_check.judge_training(flat)["problems"]
+    broken = [dict(record) for record in good]
+    broken[1]["grad_norm"] = float("nan")
+    broken[2]["nonfinite_updates"] = 3
+    problems = gpu_check.judge_training(broken)["problems"]
+    assert "non-finite numbers in episodes [1]" in problems
+    assert "3 updates had a non-finite loss or gradient" in problems
+    assert "too few" in gpu_check.judge_training(good[:2])["problems"][0]
+
+
+def test_parse_junit_counts_failures_and_skips(tmp_path):
+    path = tmp_path / "tests.xml"
+    path.write_text(
+        '<testsuites><testsuite tests="4" failures="1" errors="1" skipped="1">'
+        '<testcase classname="tests.test_a" name="test_ok"/>'
+        '<testcase classname="tests.test_a" name="test_bad"><failure message="assert 1 == 2'
+        '&#10;more"/></testcase>'
+        '<testcase classname="tests.test_a" name="test_err"><error message="boom"/></testcase>'
+        '<testcase classname="tests.test_b" name="test_cpu"><skipped message="cpu"/></testcase>'
+        "</testsuite></testsuites>"
+    )
+    result = gpu_check.parse_junit(path)
+    assert (result["passed"], result["failed"], result["skipped"]) == (1, 2, 1)
+    assert result["failures"] == ["tests.test_a::test_bad: assert 1 == 2",
+                                  "tests.test_a::test_err: boom"]
+    assert result["skipped_tests"] == ["tests.test_b::test_cpu"]
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main(["--device", "cuda", "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "finds no CUDA device" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_parse_pytest_log_counts_a_run_cut_short(tmp_path):
+    path = tmp_path / "tests.log"
+    path.write_text("tests/test_a.py::test_one PASSED                    [ 25%]\n"
+                    "tests/test_a.py::test_two[cuda-1] FAILED            [ 50%]\n"
+                    "tests/test_b.py::test_cpu SKIPPED (tests the CPU)   [ 75%]\n"
+                    "tests/test_b.py::test_slow \n")  # killed here
+    result = gpu_check.parse_pytest_log(path)
+    assert (result["passed"], result["failed"], result["skipped"]) == (1, 1, 1)
+    assert result["failures"] == ["tests/test_a.py::test_two[cuda-1]"]
+
+
+@pytest.mark.parametrize("plan", [gpu_check.FULL, gpu_check.QUICK], ids=["full", "quick"])
+def test_each_plan_is_runnable_as_written(plan):
+    """The full plan runs only on a GPU: check here what can go wrong before one is at hand."""
+    import argparse
+
+    from planet import bench
+    from planet.config import make_config, parse_assignments
+    from planet.envs.toy import DotEnv
+
+    for path in plan.test_files:  # every test file exists and takes the device fixture
+        assert "device" in (ROOT / path).read_text(), path
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(plan.bench_args)
+    bench.parse_switches(args.switches, make_config(args.preset))
+    config = make_config(plan.train_preset, {"env.name": "toy:dot",
+                                             **parse_assignments(plan.train_overrides)})
+    # Chunks must fit in a toy:dot episode (episode_steps + 1 rows), or sampling fails.
+    assert config.train.chunk_length <= DotEnv().episode_steps + 1
+    assert plan.test_limit_s + plan.bench_limit_s + plan.train_limit_s <= 8 * 60
