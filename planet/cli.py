@@ -11,6 +11,7 @@ traceback).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from pathlib import Path
 
@@ -25,10 +26,7 @@ from planet.config import (
     field_docs,
     parse_assignments,
 )
-
-
-class UsageError(Exception):
-    """A bad command line or input; printed as one line."""
+from planet.errors import TrainError, UsageError
 
 
 def _fields_epilog() -> str:
@@ -117,7 +115,7 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[Config, Path]:
         run_dir = Path(args.resume)
         if not (run_dir / "config.json").exists():
             raise UsageError(f"--resume {run_dir}: no config.json there, nothing to resume")
-        from planet.train import load_run_config
+        from planet.run_files import load_run_config
 
         config = load_run_config(run_dir)  # a damaged config.json is a one-line error
     else:
@@ -142,12 +140,29 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[Config, Path]:
     apply_overrides(config, overrides)
     if args.resume:
         return config, run_dir
-    if args.run_dir:
-        run_dir = Path(args.run_dir)
-    else:
-        safe_env = config.env.name.replace(":", "_").replace("/", "_")
-        run_dir = Path("runs") / safe_env / f"{config.preset.replace(',', '+')}-s{config.seed}"
-    return config, run_dir
+    return config, Path(args.run_dir) if args.run_dir else default_run_dir(config)
+
+
+def default_run_dir(config: Config) -> Path:
+    """runs/<env>/<preset>-s<seed>, with a tag when the config differs from its preset in a
+    field that changes the model or the data (`symbolic`, else a short hash of the fields), so
+    two such configurations never share a default folder (resume would refuse the second)."""
+    from planet.config import flatten
+    from planet.resume import RESUMABLE_FIELDS
+
+    preset = config.preset.replace(",", "+")
+    base = Config()
+    apply_preset(base, config.preset, device=config.device)
+    apply_overrides(base, {"env.name": config.env.name, "seed": config.seed})
+    ours, theirs = flatten(config.to_dict()), flatten(base.to_dict())
+    changed = {key: value for key, value in sorted(ours.items())
+               if key not in RESUMABLE_FIELDS and theirs.get(key) != value}
+    if changed == {"env.symbolic": True}:
+        preset += "-symbolic"
+    elif changed:
+        preset += "-" + hashlib.sha256(repr(changed).encode()).hexdigest()[:6]
+    safe_env = config.env.name.replace(":", "_").replace("/", "_")
+    return Path("runs") / safe_env / f"{preset}-s{config.seed}"
 
 
 def command_train(args: argparse.Namespace) -> int:
@@ -158,13 +173,26 @@ def command_train(args: argparse.Namespace) -> int:
     parse_env_name(config.env.name)  # fail fast on a bad name, before any heavy import
     if run_dir.exists() and not run_dir.is_dir():
         raise UsageError(f"run dir {run_dir} exists and is not a directory")
-    summary = train(config, run_dir, progress=not args.no_progress)
+    try:
+        summary = train(config, run_dir, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        from planet.checkpoint import list_checkpoints
+
+        kept = list_checkpoints(run_dir / "checkpoints")
+        where = f"the last checkpoint is {kept[0]}" if kept else "no checkpoint was written yet"
+        print(f"planet train: interrupted; {where}. Continue with: planet train --resume "
+              f"{run_dir}", file=sys.stderr)
+        return 130
     last = summary["last"]
     if last:
         print(
             f"done: {summary['episodes']} episodes, {summary['env_steps']} env steps, "
             f"last return {last['return']:.1f}; run dir {run_dir}"
         )
+    print(f"next: planet evaluate {run_dir} --episodes 10 --video agent.mp4\n"
+          f"      planet predict {run_dir}\n"
+          f"      planet plot {run_dir} --out curve.png\n"
+          f"      tensorboard --logdir {run_dir / 'tb'}")
     return 0
 
 
@@ -201,7 +229,6 @@ def _parse_and_run(argv: list[str] | None) -> int:
     from planet.data.replay import ReplayError
     from planet.envs import EnvError
     from planet.logging import MetricsError
-    from planet.train import TrainError
 
     expected = (UsageError, ConfigError, EnvError, TrainError, CheckpointError, ReplayError,
                 MetricsError)
@@ -215,7 +242,9 @@ def _parse_and_run(argv: list[str] | None) -> int:
         print(f"planet {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"planet {args.command}: interrupted; the last checkpoint is kept", file=sys.stderr)
+        # train and sweep say where their runs stand themselves; the other commands only read
+        # a run (or write their own outputs), so there is nothing to keep or resume.
+        print(f"planet {args.command}: interrupted", file=sys.stderr)
         return 130
     except OSError as error:
         if args.debug:

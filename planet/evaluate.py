@@ -3,7 +3,7 @@
     planet evaluate RUN_DIR [--episodes 10] [--seed S] [--video agent.mp4] [--checkpoint PATH]
 
 All episodes run at once as a batch of envs (the planner plans for all of them in one call), each
-env seeded differently: env seed = episode_seed(S, i, purpose=2), a stream apart from the
+env seeded differently: env seed = episode_seed(S, i, Stream.EVALUATE), a stream apart from the
 training (0) and in-training evaluation (1) seeds. Exploration noise is off. The planner's random
 numbers are seeded from S too, so the same command gives the same returns.
 
@@ -21,14 +21,16 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from planet.cli import UsageError
+from planet.components import env_from_config
+from planet.episodes import run_episodes
+from planet.errors import UsageError
+from planet.media import check_video_path, hwc, label_frame, upscale, write_video
 from planet.run_files import guard_outputs
-from planet.runs import check_video_path, hwc, label_frame, load_run, upscale, write_video
-from planet.train import env_from_config, episode_seed, run_episodes
+from planet.runs import load_run
+from planet.seeds import Stream, episode_seed
 from planet.utils import seed_everything
-
-EVALUATE_PURPOSE = 2  # episode_seed stream: 0 training, 1 evaluation during training, 2 here
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cut episodes at N env steps (default: the run's, 1000); for a "
                         "quick look, the returns are then not comparable to the paper's")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the run's")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -72,7 +75,7 @@ def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None, js
                  overrides: dict) -> int:
     run = load_run(run_dir, args.checkpoint, args.device, overrides)
     seed_base = run.config.seed if args.seed is None else args.seed
-    seeds = [episode_seed(seed_base, index, EVALUATE_PURPOSE) for index in range(args.episodes)]
+    seeds = [episode_seed(seed_base, index, Stream.EVALUATE) for index in range(args.episodes)]
     envs = [env_from_config(run.config, seed) for seed in seeds]
     if video is not None and len(envs[0].observation_space.shape) != 3:
         raise UsageError("--video needs a pixel run; this run uses --symbolic observations")
@@ -80,10 +83,18 @@ def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None, js
           f"{run.config.env.name}: {args.episodes} episodes")
     # The planner's candidates come from torch's RNG: seeded from --seed, the same command gives
     # the same returns (same machine, precision and thread count).
-    seed_everything(episode_seed(seed_base, 0, EVALUATE_PURPOSE + 100))
+    seed_everything(episode_seed(seed_base, 0, Stream.EVALUATE_RNG))
+    steps = envs[0].max_episode_steps  # agent steps of the longest episode
+    bar = tqdm(total=steps, desc=f"{args.episodes} episodes at once", unit="step",
+               dynamic_ncols=True, disable=args.no_progress)
+
+    def on_frame(obs, step, active):
+        bar.update(min(step, steps) - bar.n)
+
     try:
-        episodes = run_episodes(envs, run.agent, seeds, explore=False)
+        episodes = run_episodes(envs, run.agent, seeds, explore=False, on_frame=on_frame)
     finally:
+        bar.close()
         for env in envs:
             env.close()
         run.components.env.close()

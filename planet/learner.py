@@ -55,9 +55,7 @@ class Learner:
         model, config = self.model, self.config
         steps, batch = action.shape[:2]
         with self.autocast():
-            embedding = model.encoder(obs.flatten(0, 1)).unflatten(0, (steps, batch))  # (T, B, E)
-            belief, state = model.rssm.initial(batch, obs.device)
-            rollout = model.rssm.observe(embedding, action, belief, state)  # posterior unroll
+            rollout = model.observe(obs, action)  # posterior unroll, Eq. 4
             features = rollout.features  # (T, B, 230), posterior samples
             obs_mean = model.decoder(features.flatten(0, 1)).unflatten(0, (steps, batch))
             reward_mean = model.reward_model(features)  # (T, B)

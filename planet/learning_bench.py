@@ -48,9 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def evaluate_now(config, agent, count: int, index: int) -> list[float]:
-    from planet.train import episode_seed, run_test_episodes
+    from planet.episodes import run_test_episodes
+    from planet.seeds import Stream, episode_seed
 
-    seeds = [episode_seed(config.seed, 10_000 + index * 100 + i, 2) for i in range(count)]
+    seeds = [episode_seed(config.seed, 10_000 + index * 100 + i, Stream.EVALUATE)
+             for i in range(count)]
     return [float(e["reward"].sum()) for e in run_test_episodes(config, agent, seeds)]
 
 

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from planet.cli import UsageError
+from planet.errors import TrainError, UsageError
 from planet.logging import read_metrics
-from planet.run_files import refuse_run_files
-from planet.train import TrainError, load_run_config
+from planet.run_files import load_run_config, refuse_run_files
 
 # Table 1 (1,000 episodes = 1M env steps), and PlaNet at 100k and 500k env steps (CURL paper).
 PAPER_RETURNS = {

@@ -31,26 +31,26 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from planet.data.preprocess import preprocess_obs
 from planet.data.replay import ReplayError, load_episode
-from planet.run_files import guard_outputs
-from planet.runs import (
+from planet.media import (
     GREEN,
     RED,
     MediaError,
     caption_bar,
     check_video_path,
-    draw_border,
     hwc,
-    load_run,
+    open_loop,
+    prediction_cell,
+    prediction_strip,
     put_text,
+    sheet_columns,
+    step_label,
     text_width,
-    to_uint8,
-    upscale,
     write_video,
 )
+from planet.run_files import guard_outputs
+from planet.runs import load_run
 
 ROW_NAMES = ("ground truth", "model", "|error|")
 
@@ -74,83 +74,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the run's")
 
 
-# --- the computation -----------------------------------------------------------------------------
-@torch.no_grad()
-def open_loop(model, obs_uint8: np.ndarray, action: np.ndarray, context: int, horizon: int,
-              bit_depth: int = 5, start: int = 0, generator_seed: int | None = None) -> dict:
-    """Filter `context` frames, then predict `horizon` frames open loop with the real actions.
-
-    Args:
-        obs_uint8: an episode's frames, (N + 1, 3, 64, 64) uint8 (replay layout).
-        action: its actions, (N + 1, A); row t holds a_{t-1}, the action that led to o_t.
-    Returns:
-        truth, model, error: float images in [0, 1], (C + H, 64, 64, 3) each;
-        context_mse (C,), mse (H,): per-step mean squared error per pixel.
-    """
-    if generator_seed is not None:
-        torch.manual_seed(generator_seed)
-    device = next(model.parameters()).device
-    rows = slice(start, start + context + horizon)
-    obs = preprocess_obs(torch.as_tensor(obs_uint8[rows], device=device), bit_depth, noise=False)
-    act = torch.as_tensor(action[rows], device=device, dtype=torch.float32)[:, None]  # (T, 1, A)
-    belief, state = model.rssm.initial(1, device)
-    # --- context: posterior q(s_t | h_t, e_t) on the real frames ---
-    embedding = model.encoder(obs[:context])[:, None]  # (C, 1, E)
-    filtered = model.rssm.observe(embedding, act[:context], belief, state)
-    recon = model.decoder(filtered.features[:, 0]).float()  # (C, 3, 64, 64)
-    frames = [recon]
-    if horizon > 0:
-        # --- open loop: prior p(s_t | h_t) from the last posterior, real actions a_{t-1} ---
-        imagined = model.rssm.imagine(act[context:], filtered.beliefs[-1], filtered.states[-1])
-        frames.append(model.decoder(imagined.features[:, 0]).float())  # (H, 3, 64, 64)
-    predicted = (torch.cat(frames) + 0.5).clamp(0, 1)  # (C + H, 3, 64, 64)
-    truth = obs + 0.5
-    squared = ((predicted - truth) ** 2).mean(dim=(1, 2, 3))  # (C + H,)
-    to_hwc = lambda x: x.permute(0, 2, 3, 1).cpu().numpy()  # noqa: E731
-    return {
-        "truth": to_hwc(truth),
-        "model": to_hwc(predicted),
-        "error": to_hwc((predicted - truth).abs()),
-        "context_mse": squared[:context].cpu().numpy(),
-        "mse": squared[context:].cpu().numpy(),
-        "context": context,
-        "horizon": horizon,
-    }
-
-
-def sheet_columns(context: int, horizon: int, open_columns: int = 10) -> list[int]:
-    """Row indices shown on the contact sheet: the last (up to 5) context frames, then up to
-    `open_columns` open-loop steps spread evenly, the last one included."""
-    shown = list(range(max(0, context - 5), context))
-    if horizon > 0:
-        steps = np.unique(np.linspace(1, horizon, min(horizon, open_columns)).round().astype(int))
-        shown += [context + int(k) - 1 for k in steps]
-    return shown
-
-
-def step_label(index: int, context: int) -> str:
-    """'c3' for the 3rd context frame, '+12' for the 12th open-loop step."""
-    return f"c{index + 1}" if index < context else f"+{index - context + 1}"
-
-
-def _cell(image: np.ndarray, index: int, context: int, scale: int, border: int) -> np.ndarray:
-    color = GREEN if index < context else RED
-    return draw_border(upscale(to_uint8(image), scale), color, border)
-
-
-def prediction_strip(result: dict, columns: int = 12, border: int = 2) -> np.ndarray:
-    """Three rows (truth, model, |error|) x chosen steps, uint8 (3 * 64, n * 64, 3); no text
-    (for TensorBoard, whose image tab shows the tag and step)."""
-    context, horizon = result["context"], result["horizon"]
-    shown = sheet_columns(context, horizon, max(columns - min(context, 5), 1))
-    rows = [
-        np.concatenate([_cell(result[key][i], i, context, 1, border) for i in shown], axis=1)
-        for key in ("truth", "model", "error")
-    ]
-    return np.concatenate(rows, axis=0)
-
-
-# --- pictures --------------------------------------------------------------------------------
 def video_frames(result: dict, scale: int = 3, border: int = 4) -> np.ndarray:
     """One frame per step: a two-line caption, then truth | model | |error| side by side."""
     context = result["context"]
@@ -169,7 +92,7 @@ def video_frames(result: dict, scale: int = 3, border: int = 4) -> np.ndarray:
         for column, name in enumerate(ROW_NAMES):  # each panel's name centred over it
             x = column * panel + (panel - text_width(name)) // 2
             put_text(bar, name, (x, 41), (220, 220, 220))
-        panels = [_cell(result[key][index], index, context, scale, border)
+        panels = [prediction_cell(result[key][index], index, context, scale, border)
                   for key in ("truth", "model", "error")]
         frames.append(np.concatenate([bar, np.concatenate(panels, axis=1)], axis=0))
     return np.stack(frames)  # (C + H, 48 + 64 * scale, 3 * 64 * scale, 3)
@@ -192,7 +115,8 @@ def contact_sheet(result: dict, path: Path, title: str, scale: int = 2) -> None:
     for row, key in enumerate(("truth", "model", "error")):
         for column, index in enumerate(shown):
             y, x = row * (cell + gap), column * (cell + gap)
-            grid[y : y + cell, x : x + cell] = _cell(result[key][index], index, context, scale, 4)
+            grid[y : y + cell, x : x + cell] = prediction_cell(
+                result[key][index], index, context, scale, 4)
     dpi = 100
     margin_left, margin_top, margin_bottom = 130, 80, 50
     fig = plt.figure(figsize=((width + margin_left + 20) / dpi,

@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from planet.cli import UsageError
+from planet.errors import TrainError, UsageError
 from planet.references import REFERENCES, TASKS, references_at, task_of
-from planet.resume import TrainError
 
 METHOD = ("mean over seeds of each run's last noise-free evaluation at or before the step "
           "count (no interpolation); std over seeds with ddof 0; runs that have not reached the "

@@ -16,17 +16,20 @@ The whole run holds the run folder's lock (planet.run_lock), so no second writer
 its episodes or delete the temporary files of this one.
 
 This module holds what that takes: which config fields may change on resume, the choice of the
-checkpoint to resume from, the state of every RNG, private RNG streams for evaluation and
-images, the TensorBoard purge helper, and the kill points the crash tests use.
+checkpoint to resume from, the state of every RNG, the counters a checkpoint saves beside them
+(TrainingState), starting or resuming a run folder (start_or_resume), private RNG streams for
+evaluation and images, the TensorBoard purge helper, and the kill points the crash tests use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +39,7 @@ import torch
 from planet.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, set_aside
 from planet.config import Config, flatten
 from planet.data.replay import EpisodeReplay, ReplayError
-
-
-class TrainError(RuntimeError):
-    """A problem with the run folder or its state, meant for the user."""
-
+from planet.errors import TrainError
 
 # Fields that may differ between a run and its resume: they change neither the model nor the
 # data already collected. Any other difference is refused.
@@ -150,7 +149,7 @@ def set_rng_state(state: dict[str, Any], replay_rng: np.random.Generator) -> Non
 def private_rng(device: torch.device, seed: int):
     """Run a block on its own seeded torch RNG stream, leaving the training stream untouched.
 
-    Used for evaluation (seeded with episode_seed purpose 10) and reconstruction images (11),
+    Used for evaluation (Stream.TRAINING_EVAL_RNG) and reconstruction images (Stream.IMAGES_RNG),
     so changing test_interval or image_log_interval on resume does not change training.
     """
     devices = [device.index or 0] if device.type == "cuda" else []
@@ -197,3 +196,144 @@ def collect_kill_hook(kill_at, episode: int):
     if kill_at is None or kill_at[0] != "collect":
         return None
     return lambda obs, step, active: maybe_kill(kill_at, "collect", episode, step)
+
+
+# --- the state a checkpoint saves, and a run started or resumed from it ----------------------
+
+@dataclass
+class TrainingState:
+    """The counters a checkpoint saves beside the model, the optimiser and every RNG."""
+
+    episode: int = 0  # episodes collected so far: the next one to collect
+    env_steps: int = 0  # action repeats included
+    updates: int = 0
+    wall_time: float = 0.0  # seconds of training, summed over every process of the run
+
+    def checkpoint(self, components, replay_rng: np.random.Generator) -> dict[str, Any]:
+        """Everything to continue from here: the payload of checkpoints/episode_<N>.pt."""
+        learner = components.learner
+        return {
+            "model": components.model.state_dict(),
+            "optimizer": learner.optimizer.state_dict(),
+            "rng": rng_state(replay_rng),
+            "episode": self.episode,
+            "env_steps": self.env_steps,
+            "updates": self.updates,
+            "wall_time": self.wall_time,
+            "nonfinite_updates": learner.nonfinite_updates,
+            "nonfinite_in_a_row": learner.nonfinite_in_a_row,
+            "config": components.config.to_dict(),
+        }
+
+    @classmethod
+    def restore(cls, payload: dict[str, Any], components, replay_rng: np.random.Generator,
+                path: Path, config_path: Path) -> TrainingState:
+        """Load a checkpoint's payload into the components; returns its counters."""
+        from planet.checkpoint import load_model_weights
+
+        load_model_weights(components.model, payload, path, config_path)
+        components.learner.optimizer.load_state_dict(payload["optimizer"])
+        components.learner.nonfinite_updates = int(payload["nonfinite_updates"])
+        components.learner.nonfinite_in_a_row = int(payload["nonfinite_in_a_row"])
+        set_rng_state(payload["rng"], replay_rng)
+        return cls(int(payload["episode"]), int(payload["env_steps"]), int(payload["updates"]),
+                   float(payload["wall_time"]))
+
+
+@dataclass
+class OpenRun:
+    """A run folder ready for the loop: components, replay, counters and logger."""
+
+    config: Config
+    run_dir: Path
+    components: Any  # planet.components.Components
+    replay: EpisodeReplay
+    replay_rng: np.random.Generator
+    state: TrainingState
+    logger: Any  # planet.logging.Logger
+    resumed: bool
+
+
+def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:
+    """Prepare `run_dir` (it must be locked): a new run, or the newest usable checkpoint loaded
+    with its replay, the episodes and events logged past it dropped, and a line in resumes.jsonl.
+    """
+    from planet.checkpoint import check_fits_config
+    from planet.components import build
+    from planet.data.replay import (
+        atomic_write_bytes,
+        episode_index,
+        is_episode_file,
+        remove_temporary_files,
+    )
+    from planet.logging import Logger
+    from planet.run_files import check_run_folder, load_run_config
+    from planet.utils import seed_everything
+
+    checkpoint_dir, episodes_dir = run_dir / "checkpoints", run_dir / "episodes"
+    config_path = run_dir / "config.json"
+    check_run_folder(run_dir, log)  # never overwrites a config.json planet did not write
+    resuming = config_path.exists() and bool(list_checkpoints(checkpoint_dir))
+    if not config_path.exists() and list_checkpoints(checkpoint_dir):
+        raise TrainError(f"{run_dir} holds checkpoints but no config.json, so it cannot be "
+                         "resumed safely; restore config.json or use a new --run-dir")
+    changes = check_resume_config(load_run_config(run_dir), config) if resuming else []
+    for directory in (checkpoint_dir, episodes_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    for directory in (run_dir, checkpoint_dir, episodes_dir):
+        remove_temporary_files(directory)  # left by a kill in the middle of a write
+    found = resume_point(run_dir, config, log) if resuming else None
+    if found is not None:  # config.json edited to another model: one line, before building
+        check_fits_config(config, found[1], found[0], config_path)
+    seed_everything(config.seed, config.train.deterministic)
+    components = build(config, env, log=log)
+    replay_rng = np.random.default_rng(config.seed)
+    state = TrainingState()
+    replay = EpisodeReplay(None, config.train.bit_depth, config.train.max_episodes_in_memory)
+    if found is not None:
+        path, payload, replay = found
+        state = TrainingState.restore(payload, components, replay_rng, path, config_path)
+        age = time.time() - path.stat().st_mtime
+        log(f"resuming from {path.name}: {state.episode} episodes, {state.env_steps} env "
+            f"steps, saved {age:.0f} s ago")
+        for change in changes:
+            log(f"resume: allowed change {change}")
+        with open(run_dir / "resumes.jsonl", "a") as handle:  # a record of every resume
+            handle.write(json.dumps({
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "checkpoint": path.name,
+                "episode": state.episode, "env_steps": state.env_steps, "changes": changes,
+            }) + "\n")
+    # Episode files past the resume point were collected after it (their checkpoint was never
+    # written or was unusable): drop them; those episodes are collected again.
+    for stale in sorted(episodes_dir.glob("*.npz")):
+        if is_episode_file(stale) and episode_index(stale) >= state.episode:
+            stale.unlink()
+    replay.directory = episodes_dir  # from here on, each new episode is written as it completes
+    atomic_write_bytes(config_path, (config.to_json() + "\n").encode())
+    # Events a killed run logged past the resume point are purged (steps are env steps).
+    purge_step = state.env_steps + 1 if (run_dir / "tb").exists() else None
+    if purge_step is not None:
+        after_last_event_file(run_dir / "tb")
+    logger = Logger(run_dir, state.episode, purge_step=purge_step, warn=log,
+                    rebuild=metrics_rebuilder(replay, components.env.action_repeat, config))
+    return OpenRun(config, run_dir, components, replay, replay_rng, state, logger,
+                   resumed=found is not None)
+
+
+def metrics_rebuilder(replay: EpisodeReplay, action_repeat: int, config: Config):
+    """rebuild(episode) -> the metrics line of a stored episode, from its episode file: episode,
+    env and agent steps, return, random_policy, and `rebuilt: true` (losses, evaluation and
+    timings are stored nowhere else)."""
+
+    def rebuild(episode: int) -> dict[str, Any]:
+        steps = replay.lengths[: episode + 1]
+        return {
+            "episode": episode,
+            "env_steps": int(sum(steps)) * action_repeat,
+            "agent_steps": int(steps[-1]),
+            "return": float(replay._episode(episode)["reward"].sum()),
+            "random_policy": episode < config.train.seed_episodes,
+            "rebuilt": True,
+        }
+
+    return rebuild

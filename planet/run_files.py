@@ -19,12 +19,23 @@ from pathlib import Path
 from planet.checkpoint import is_checkpoint_file
 from planet.config import Config
 from planet.data.replay import is_episode_file, is_temporary_file
-from planet.resume import TrainError
+from planet.errors import TrainError
 from planet.run_lock import LOCK_FILE_NAME, RunLockedError, hold_run_dir
 
 OWN_FILES = ("config.json", "metrics.jsonl", "resumes.jsonl", LOCK_FILE_NAME)
 OWN_FOLDERS = ("checkpoints", "episodes", "tb")
 OUTPUT_NAMES = ("videos", "eval.json")
+
+
+def load_run_config(run_dir: str | Path) -> Config:
+    """The run's resolved config (config.json); a missing or damaged file is a TrainError."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise TrainError(f"{run_dir} is not a run dir: {path.name} not found")
+    try:
+        return Config.load(path)
+    except ValueError as error:  # json.JSONDecodeError included
+        raise TrainError(f"cannot read {path}: {error}") from None
 
 
 def is_run_folder(path: Path) -> bool:

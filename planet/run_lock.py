@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from planet.resume import TrainError
+from planet.errors import TrainError
 
 LOCK_FILE_NAME = ".lock"
 RETRY_SECONDS = 0.2

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planet.cli import UsageError
 from planet.config import (
     AUTO_PRESET,
     Config,
@@ -44,7 +43,8 @@ from planet.config import (
     flatten,
     parse_assignments,
 )
-from planet.resume import RESUMABLE_FIELDS, TrainError
+from planet.errors import TrainError, UsageError
+from planet.resume import RESUMABLE_FIELDS
 
 SWEEP_FILE = "sweep.json"
 ATTEMPTS_FILE = "sweep-attempts.jsonl"

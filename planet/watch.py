@@ -20,12 +20,11 @@ import time
 import numpy as np
 import torch
 
-from planet.cli import UsageError
 from planet.data.preprocess import to_display
-from planet.runs import caption_bar, hwc, load_run, upscale
-from planet.train import episode_seed
-
-WATCH_PURPOSE = 3  # episode_seed stream (0 train, 1 eval in training, 2 evaluate, 3 watch)
+from planet.errors import UsageError
+from planet.media import caption_bar, hwc, upscale
+from planet.runs import load_run
+from planet.seeds import Stream, episode_seed
 
 
 class DisplayError(UsageError):
@@ -119,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
     frames, episode, closed = 0, 0, False
     try:
         while not closed and (args.episodes == 0 or episode < args.episodes):
-            obs, _ = env.reset(seed=episode_seed(seed_base, episode, WATCH_PURPOSE))
+            obs, _ = env.reset(seed=episode_seed(seed_base, episode, Stream.WATCH))
             run.agent.reset(1)
             total, step, done = 0.0, 0, False
             while not (done or closed):

@@ -23,6 +23,7 @@ from planet.checkpoint import (
     load_latest,
     save_checkpoint,
 )
+from planet.components import build
 from planet.config import make_config
 from planet.data.replay import (
     Chunks,
@@ -31,8 +32,9 @@ from planet.data.replay import (
     is_temporary_file,
     load_episode,
 )
+from planet.errors import TrainError
 from planet.logging import read_metrics
-from planet.train import TrainError, build, train
+from planet.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

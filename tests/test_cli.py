@@ -24,6 +24,7 @@ def test_smoke_training_run_writes_everything(tmp_path):
                     "--run-dir", str(run_dir), "--no-progress")
     assert result.returncode == 0, result.stderr
     assert "done: 3 episodes, 3000 env steps" in result.stdout
+    assert f"next: planet evaluate {run_dir} --episodes 10" in result.stdout
     config = json.loads((run_dir / "config.json").read_text())
     assert config["env"]["name"] == "cartpole-swingup" and config["preset"] == "smoke"
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -78,3 +79,45 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def default_run_dir(*argv: str):
+    from planet import cli
+
+    return cli.resolve_train_config(cli.build_parser().parse_args(["train", *argv]))[1]
+
+
+def test_default_run_folders_never_mix_two_configurations():
+    from pathlib import Path
+
+    base = ("--env", "cartpole-swingup", "--preset", "cpu")
+    assert default_run_dir(*base) == Path("runs/cartpole-swingup/cpu-s0")
+    assert default_run_dir(*base, "--seed", "1") == Path("runs/cartpole-swingup/cpu-s1")
+    assert default_run_dir(*base, "--symbolic") == Path("runs/cartpole-swingup/cpu-symbolic-s0")
+    small = default_run_dir(*base, "--set", "train.batch_size=16")
+    smaller = default_run_dir(*base, "--set", "train.batch_size=8")
+    assert small != smaller and small.parent == Path("runs/cartpole-swingup")
+    assert small.name.startswith("cpu-") and small.name.endswith("-s0")
+    # Fields a resume may change keep the folder: more episodes continue the same run.
+    assert default_run_dir(*base, "--episodes", "7", "--set", "train.test_interval=3") == Path(
+        "runs/cartpole-swingup/cpu-s0")
+
+
+def test_ctrl_c_in_train_names_the_checkpoint_and_the_resume_command(tmp_path, monkeypatch,
+                                                                       capsys):
+    import planet.train
+    from planet import cli
+
+    run_dir = tmp_path / "run"
+    argv = ["train", "--preset", "smoke", "--env", "toy:dot", "--episodes", "1",
+            "--run-dir", str(run_dir), "--no-progress"]
+    assert cli.main(argv) == 0
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(planet.train, "train", interrupted)
+    assert cli.main([*argv[:-3], "--episodes", "2", "--run-dir", str(run_dir)]) == 130
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [f"planet train: interrupted; the last checkpoint is {run_dir}/checkpoints/"
+                     f"episode_000001.pt. Continue with: planet train --resume {run_dir}"]

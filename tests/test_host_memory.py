@@ -37,16 +37,17 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again():
 
 
 def test_training_and_bench_apply_it_only_where_asked(monkeypatch):
-    import planet.train as train
+    import planet.components as components
     from planet.bench import REFERENCE_OVERRIDES
     from planet.config import make_config
 
     calls = []
-    monkeypatch.setattr(train, "reuse_freed_host_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(components, "reuse_freed_host_memory",
+                        lambda: calls.append(1) or True)
     config = make_config("smoke", {"env.name": "toy:dot", "device": "cpu"})
-    train.build(config)
+    components.build(config)
     assert calls == [1]
     config.train.reuse_host_memory = False
-    train.build(config)
+    components.build(config)
     assert calls == [1]
     assert REFERENCE_OVERRIDES["train.reuse_host_memory"] is False

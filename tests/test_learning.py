@@ -7,10 +7,11 @@ import torch
 from conftest import TOY_OVERRIDES
 
 from planet.checkpoint import load_latest
+from planet.components import build
 from planet.config import make_config
 from planet.data.replay import EpisodeReplay
 from planet.envs import make_env
-from planet.train import build, run_episodes
+from planet.episodes import run_episodes
 
 
 def test_world_model_fits_fixed_data():

@@ -65,10 +65,6 @@ SPECIAL: dict[str, Special] = {
     "planet train --preset smoke --episodes 3": Special(
         "the README promises a short run; its third episode plans and evaluates, which takes "
         "longer than the default budget", budget=12),
-    "planet train --env cartpole-swingup --symbolic": Special(
-        "the default run folder of a --symbolic run is the pixel run's, runs/cartpole-swingup/"
-        "cpu-s0, and resume refuses the changed config",
-        known_bug="default run folder collides with the pixel run's"),
     "planet predict runs/cartpole-swingup/cpu-s0 --context 5 --horizon 50": Special(
         "needs no env or planner, so it is given time to finish: the run-folder table's videos/ "
         "row comes from it", budget=90, must_finish=True),

@@ -27,8 +27,10 @@ import planet.train
 from planet import cli
 from planet.checkpoint import list_checkpoints, load_checkpoint
 from planet.data.replay import EpisodeReplay, is_temporary_file, temporary_path
+from planet.errors import TrainError
 from planet.logging import read_metrics
-from planet.train import TrainError, check_resume_config, train
+from planet.resume import check_resume_config
+from planet.train import train
 
 EPISODES = 3  # episode 0 with random actions, then 1 and 2 with updates and the planner
 STEPS = 20  # agent steps per episode; action repeat 1, so env steps too

@@ -6,12 +6,13 @@ jointly on the ELBO of `planet.objectives`).
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from planet.config import ModelConfig
 from planet.models.decoders import ConvDecoder, MLPDecoder, RewardModel
 from planet.models.encoder import ConvEncoder, MLPEncoder
-from planet.models.rssm import RSSM
+from planet.models.rssm import RSSM, Rollout
 
 
 class WorldModel(nn.Module):
@@ -50,3 +51,28 @@ class WorldModel(nn.Module):
                 fast=config.fast_deconv, channels_last=config.channels_last,
             )
         self.reward_model = RewardModel(features, config.reward_hidden_size, config.activation)
+
+    def observe(self, obs: torch.Tensor, action: torch.Tensor) -> Rollout:
+        """Filter sequences from the initial state: e_t = encoder(o_t), then the posterior unroll
+        q(s_t | h_t, e_t) of Eq. 4. obs (T, B, ...) preprocessed, action (T, B, A) where
+        action[t] = a_{t-1} (zeros at t = 0, as replay stores it)."""
+        steps, batch = action.shape[:2]
+        embedding = self.encoder(obs.flatten(0, 1)).unflatten(0, (steps, batch))  # (T, B, E)
+        belief, state = self.rssm.initial(batch, obs.device)
+        return self.rssm.observe(embedding, action, belief, state)
+
+    def open_loop(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Decoded means of an open-loop prediction: the posterior on the C observed steps
+        `obs` (C, B, ...), then the prior p(s_t | h_t) rolled forward with the remaining
+        actions, never seeing their frames. action (C + H, B, A) -> frames (C + H, B, ...)."""
+        context = obs.shape[0]
+        filtered = self.observe(obs, action[:context])
+        features = [filtered.features]  # (C, B, F)
+        if action.shape[0] > context:
+            imagined = self.rssm.imagine(
+                action[context:], filtered.beliefs[-1], filtered.states[-1]
+            )
+            features.append(imagined.features)  # (H, B, F)
+        joined = torch.cat(features)  # (C + H, B, F)
+        return self.decoder(joined.flatten(0, 1)).unflatten(0, joined.shape[:2])
+
