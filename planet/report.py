@@ -284,8 +284,9 @@ def figure(groups: list[Group], path: Path) -> None:
             reach = max(reach, int(steps.max()))
             color = colors[index % len(colors)]
             going = sum(run.still_going for run in group.runs)
-            label = (group.grid or "this sweep") + f" ({len(group.runs)} seeds"
-            label += f", {going} still training)" if going else ")"
+            started = sum(bool(run.evals) for run in group.runs)
+            label = (group.grid or "this sweep") + f" ({started} of {len(group.runs)} seeds"
+            label += f", {going} not finished)" if going else ")"
             ax.plot(steps, mean, "-", color=color, linewidth=1.8, label=label)
             ax.fill_between(steps, low, high, color=color, alpha=0.2)
         for reference in REFERENCES:
@@ -295,12 +296,16 @@ def figure(groups: list[Group], path: Path) -> None:
             ax.plot([reference.env_steps], [value], markers.get(reference.label, "o"),
                     color="black", markersize=6, linestyle="none", fillstyle="none",
                     label=f"{reference.label} {reference.env_steps // 1000}k: {value:.0f}")
+        if not reach:
+            ax.text(0.5, 0.5, "no evaluation yet", transform=ax.transAxes, ha="center",
+                    va="center", color="gray")
         ax.set_title(task)
         ax.set_xlabel("env steps")
         ax.set_ylabel("eval return")
         ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
+        if reach:
+            ax.legend(fontsize=7, loc="upper left")
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     fig.suptitle("noise-free evaluation return: mean and min-max over seeds")
