@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from planet.errors import TrainError, UsageError
+from planet.logging import read_metrics
 from planet.references import REFERENCES, TASKS, references_at, task_of
 
 METHOD = ("mean over seeds of each run's last noise-free evaluation at or before the step "
@@ -68,19 +69,6 @@ class Group:
         return f"{self.task} [{self.grid}]" if self.grid else self.task
 
 
-def read_metrics_lines(path: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl records; a line cut short by a kill is skipped."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
-
-
 def load_runs(sweep_dir: Path) -> list[Run]:
     """The sweep's runs (sweep.json), or every folder below SWEEP_DIR with a config.json."""
     from planet.config import Config
@@ -107,7 +95,7 @@ def load_runs(sweep_dir: Path) -> list[Run]:
                 planned)
         except (ValueError, TypeError, AttributeError) as error:
             raise TrainError(f"cannot read the config of {run_dir}: {error}") from None
-        records = read_metrics_lines(run_dir / "metrics.jsonl")
+        records = read_metrics(run_dir, warn=lambda message: None)  # a half line is skipped
         evals = [(int(r["env_steps"]), float(r["eval_return"])) for r in records
                  if "eval_return" in r]
         runs.append(Run(

@@ -227,17 +227,17 @@ def episodes_done(run_dir: Path) -> int:
     return 0
 
 
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a .jsonl file ([] without it); a line cut short by a kill is skipped."""
+    from planet.logging import parse_metrics
+
+    return [record for _, record in parse_metrics(path.read_text())[0]] if path.exists() else []
+
+
 def last_metrics(run_dir: Path) -> dict[str, Any]:
     """Episode, env steps and the newest evaluation, from the run's metrics.jsonl."""
-    path = run_dir / "metrics.jsonl"
     found: dict[str, Any] = {}
-    if not path.exists():
-        return found
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line cut short by a kill
+    for record in read_json_lines(run_dir / "metrics.jsonl"):
         found["episode"] = record.get("episode")
         found["env_steps"] = record.get("env_steps")
         if "eval_return" in record:
@@ -247,16 +247,7 @@ def last_metrics(run_dir: Path) -> dict[str, Any]:
 
 
 def read_attempts(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / ATTEMPTS_FILE
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text().splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue
-    return events
+    return read_json_lines(run_dir / ATTEMPTS_FILE)
 
 
 def append_attempt(run_dir: Path, event: dict[str, Any]) -> None:
