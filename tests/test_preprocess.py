@@ -3,6 +3,7 @@ import torch
 
 from planet.data.preprocess import postprocess_obs, preprocess_obs
 from planet.data.replay import quantise_frames
+from planet.fast_paths import noise_bytes
 
 
 def test_five_bit_values_without_noise_are_the_32_bin_centres(device):
@@ -50,14 +51,16 @@ def test_dequantisation_noise_fills_each_bin_evenly_with_256_levels(device):
     assert abs(offset.var().item() - 1 / 12) < 1e-3
 
 
-def test_noise_bytes_follow_the_torch_seed(device):
-    from planet.data.preprocess import noise_bytes
-
-    torch.manual_seed(3)
-    first = noise_bytes(torch.Size((5, 7)), device)
-    torch.manual_seed(3)
-    again = noise_bytes(torch.Size((5, 7)), device)
-    assert first.shape == (5, 7) and first.dtype == torch.uint8
-    assert first.device.type == device.type
-    assert torch.equal(first, again)
-    assert not torch.equal(first, noise_bytes(torch.Size((5, 7)), device))
+def test_noisy_frames_equal_the_plain_formula_with_the_same_noise_bytes(device):
+    """The in-place form equals (b + (k + 1/2) / 256) / 2**bits - 1/2 written out plainly."""
+    images = torch.randint(0, 256, (2, 3, 3, 64, 64), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0)).to(device)
+    for bits in (5, 8, 1):
+        torch.manual_seed(bits)
+        obs = preprocess_obs(images, bit_depth=bits, noise=True)
+        torch.manual_seed(bits)
+        k = noise_bytes(images.shape, device).double()  # the bytes preprocess_obs drew
+        b = torch.div(images, 2 ** (8 - bits), rounding_mode="floor").double()
+        expected = (b + (k + 0.5) / 256) / 2**bits - 0.5
+        assert obs.dtype == torch.float32 and obs.shape == images.shape
+        torch.testing.assert_close(obs.double(), expected, atol=1e-7, rtol=0)
