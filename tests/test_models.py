@@ -59,13 +59,25 @@ def test_belief_depends_on_previous_belief(device):
 
 
 def test_posterior_depends_on_embedding_and_prior_does_not(device):
+    """Changing e_t changes q(s_t | h_t, e_t) but not p(s_t | h_t): the prior never sees o_t."""
     torch.manual_seed(0)
     rssm = RSSM(action_size=1, embedding_size=8).to(device)
-    belief = torch.randn(4, 200, device=device)
-    a = rssm.posterior(belief, torch.randn(4, 8, device=device))
-    b = rssm.posterior(belief, torch.randn(4, 8, device=device))
-    assert (a.mean - b.mean).abs().max() > 1e-3
-    assert "embedding" not in rssm.prior.__code__.co_varnames
+    belief, state = rssm.initial(4)
+    action = torch.randn(3, 4, 1, device=device)
+    embedding = torch.randn(3, 4, 8, device=device)
+    changed = embedding.clone()
+    changed[-1] = torch.randn(4, 8, device=device)  # only the last step's e_t
+    torch.manual_seed(1)
+    a = rssm.observe(embedding, action, belief, state)
+    torch.manual_seed(1)
+    b = rssm.observe(changed, action, belief, state)
+    # h_t depends on s_{t-1}, not on e_t: the last step's belief and prior are unchanged ...
+    torch.testing.assert_close(b.beliefs, a.beliefs, rtol=0, atol=0)
+    torch.testing.assert_close(b.prior.mean, a.prior.mean, rtol=0, atol=0)
+    torch.testing.assert_close(b.prior.stddev, a.prior.stddev, rtol=0, atol=0)
+    # ... while its posterior moves with the embedding.
+    assert (b.posterior.mean[-1] - a.posterior.mean[-1]).abs().max() > 1e-3
+    torch.testing.assert_close(b.posterior.mean[:-1], a.posterior.mean[:-1], rtol=0, atol=0)
 
 
 def test_training_unroll_feeds_the_posterior_sample_forward(monkeypatch, device):
