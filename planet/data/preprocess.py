@@ -40,13 +40,6 @@ def preprocess_obs(obs_uint8: torch.Tensor, bit_depth: int = 5, noise: bool = Tr
     return images.mul_(scale).add_(0.5 * scale - 0.5)
 
 
-def postprocess_obs(obs: torch.Tensor, bit_depth: int = 5) -> torch.Tensor:
-    """Float images in [-0.5, 0.5) -> uint8 in [0, 255], rounded to the bin's lower edge value."""
-    bins = 2**bit_depth
-    index = torch.floor((obs + 0.5) * bins).clamp(0, bins - 1)
-    return (index * (256 // bins)).to(torch.uint8)
-
-
 def to_display(obs: torch.Tensor) -> torch.Tensor:
     """Float images in [-0.5, 0.5) -> uint8 [0, 255], not quantised (videos of predictions)."""
     return ((obs + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
