@@ -569,7 +569,7 @@ def switch_figures(config: Config, switches: list[str], fast: BenchPath, inputs:
         flipped = copy.deepcopy(config)
         apply_overrides(flipped, {key: not flat[key]})
         paths[key] = BenchPath(flipped, fast.model.action_size, fast.learner.device,
-                           fast.model.state_dict(), log)
+                               fast.model.state_dict(), log)
     times = {}
     for key, (label, calls) in figure_calls(paths, inputs).items():
         log(f"timing {label} with each switch flipped ({', '.join(switches)}) ...")

@@ -7,12 +7,12 @@ torch 2.13, CPU build, with `planet bench` unless stated), and which config swit
 off. docs/performance.md has the whole picture; tests/test_fast_path.py compares each form with
 the plain one.
 
-    conv_layout            channels-last activations for the conv nets     model.channels_last
-    decoder_deconvs        the decoder's transposed convs as matmul and     model.fast_deconv
-                           sub-pixel convs, with a hand-wired backward
-    tanh                   tanh(x) as 2 sigmoid(2x) - 1 (GRU candidate)      always on
-    squared_error_sum      the reconstruction error without float32 copies  always on
-    noise_bytes            dequantisation noise from random 64-bit words    always on
+    conv_layout        channels-last activations for the conv nets       model.channels_last
+    decoder_deconvs    the decoder's transposed convs as matmul and      model.fast_deconv
+                       sub-pixel convs, with a hand-wired backward
+    tanh               tanh(x) as 2 sigmoid(2x) - 1 (GRU candidate)      always on
+    squared_error_sum  the reconstruction error without float32 copies   always on
+    noise_bytes        dequantisation noise from random 64-bit words     always on
 
 Shapes: N images (time and batch folded together), C channels, K kernel size.
 """
