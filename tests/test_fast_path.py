@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from planet import fast_paths
 from planet.bench import (
     ACTION_ATOL,
     GRAD_COSINE_MIN,
@@ -36,6 +37,7 @@ from planet.fast_paths import (
 )
 from planet.models.decoders import ConvDecoder
 from planet.models.encoder import ConvEncoder
+from planet.models.world_model import WorldModel
 
 
 @pytest.mark.parametrize("kernel,size,cin,cout", [(5, 5, 8, 4), (6, 13, 4, 3), (4, 7, 3, 5),
@@ -112,6 +114,24 @@ def test_fast_decoder_equals_plain_decoder_in_float32(channels_last, device):
     torch.testing.assert_close(actual.cpu(), expected, atol=1e-5, rtol=1e-5)
     for got, want in zip(grads_actual, grads_expected, strict=True):
         torch.testing.assert_close(got.cpu(), want, atol=1e-4, rtol=1e-4)
+
+
+def test_the_fast_deconv_switch_selects_the_fast_form(monkeypatch):
+    """model.fast_deconv reaches the decoder: on, it runs fast_paths.decoder_deconvs; off, not."""
+    calls = []
+    original = fast_paths.decoder_deconvs
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fast_paths, "decoder_deconvs", counted)
+    for fast in (False, True):
+        config = make_config("smoke", {"model.fast_deconv": fast})
+        model = WorldModel(config.model, action_size=1, obs_shape=(3, 64, 64))
+        calls.clear()
+        model.decoder(torch.randn(2, model.rssm.features_size))
+        assert len(calls) == int(fast), fast
 
 
 def test_channels_last_encoder_and_plain_decoder_equal_nchw(device):
