@@ -7,7 +7,7 @@ a noisy, shared machine slows both alike; the table gives medians and the ratio 
                 step at 320x240 and resizes (what a straightforward port does)
     fast        what `planet train` uses by default: bf16 autocast where the hardware is fast
                 at it (float32 weights and loss), channels-last, the decoder's transposed convs
-                as a matmul and sub-pixel convs (models.decoders), the batched planner (its
+                as a matmul and sub-pixel convs (planet.fast_paths), the batched planner (its
                 rollout torch.compile'd where planner.compile is on: the cpu preset); one 64x64
                 render per step; glibc malloc keeping freed memory for reuse (process-wide,
                 so both paths' timings here get it; the peak-RSS figure runs each path in its
@@ -274,8 +274,11 @@ def system_info(dtype: torch.dtype, device: torch.device = CPU) -> dict[str, Any
 
 
 # --- the two paths -------------------------------------------------------------------------
-class Path_:
-    """One path (reference or fast): model, learner, planners and agent from one config."""
+class BenchPath:
+    """One path (reference or fast): model, learner, planner and agent from one config.
+
+    The model gets `state_dict` when given, so that two paths can start from the same weights.
+    """
 
     def __init__(self, config: Config, action_size: int, device: torch.device,
                  state_dict: dict | None, log: Callable[[str], None] | None = None):
@@ -299,7 +302,16 @@ class Path_:
         self.agent = Agent(self.model, config, device, self.autocast, log)
 
 
-def _fill_replay(config: Config, action_size: int, seed: int):
+Path_ = BenchPath  # the name benchmarks/learning_check.py imports
+
+
+def random_replay(config: Config, action_size: int, seed: int):
+    """An EpisodeReplay of 5 episodes of random frames, actions and rewards, seeded by `seed`.
+
+    Each episode is as long as the config's (max_episode_steps / action repeat steps, and at
+    least one chunk), so chunk sampling behaves as in training; the timings do not depend on
+    what the frames show.
+    """
     from planet.data.replay import EpisodeReplay
 
     rng = np.random.default_rng(seed)
@@ -332,7 +344,7 @@ def missing_env_packages(env_name: str) -> list[str]:
     return [name for name in needed if importlib.util.find_spec(name) is None]
 
 
-def loss_check(ref: Path_, fast: Path_, chunks, seed: int) -> dict[str, Any]:
+def loss_check(ref: BenchPath, fast: BenchPath, chunks, seed: int) -> dict[str, Any]:
     """Same weights, batch and seeds: loss terms and gradients of both paths."""
     results, grads = {}, {}
     for name, path in (("reference", ref), ("fast", fast)):
@@ -369,7 +381,11 @@ def loss_check(ref: Path_, fast: Path_, chunks, seed: int) -> dict[str, Any]:
     }
 
 
-def planner_check(ref: Path_, fast: Path_, belief, state, seed: int) -> dict[str, Any]:
+def planner_check(ref: BenchPath, fast: BenchPath, belief, state, seed: int) -> dict[str, Any]:
+    """First planned actions (B, A) of both paths, from the same belief, state and seeds.
+
+    belief (B, belief_size), state (B, state_size); ok when they differ by at most ACTION_ATOL.
+    """
     actions = {}
     for name, path in (("reference", ref), ("fast", fast)):
         torch.manual_seed(seed)
@@ -389,14 +405,14 @@ def training_peak_rss(config: Config, updates: int = 2) -> int:
 
     code = (
         "import json, sys, numpy as np, torch\n"
-        "from planet.bench import Path_, _fill_replay, peak_rss\n"
+        "from planet.bench import BenchPath, random_replay, peak_rss\n"
         "from planet.config import Config\n"
         "config = Config.from_dict(json.loads(sys.argv[1]))\n"
         "if config.train.reuse_host_memory:\n"
         "    from planet.utils import reuse_freed_host_memory\n"
         "    reuse_freed_host_memory()\n"
-        "path = Path_(config, 1, torch.device('cpu'), None)\n"
-        "replay = _fill_replay(config, 1, 0)\n"
+        "path = BenchPath(config, 1, torch.device('cpu'), None)\n"
+        "replay = random_replay(config, 1, 0)\n"
         "rng = np.random.default_rng(0)\n"
         "for _ in range(int(sys.argv[2])):\n"
         "    path.learner.update(replay.sample(config.train.batch_size,\n"
@@ -467,9 +483,9 @@ class Inputs:
         return self.belief.shape[0]
 
 
-def make_inputs(config: Config, path: Path_, action_size: int, batch_envs: int,
+def make_inputs(config: Config, path: BenchPath, action_size: int, batch_envs: int,
                 seed: int) -> Inputs:
-    replay = _fill_replay(config, action_size, seed)
+    replay = random_replay(config, action_size, seed)
     rng = np.random.default_rng(seed)
     # Planner inputs: posterior belief and state after filtering a few random frames.
     with torch.no_grad():
@@ -483,17 +499,17 @@ def make_inputs(config: Config, path: Path_, action_size: int, batch_envs: int,
                   out.beliefs[-1], out.states[-1], frame)
 
 
-def figure_calls(paths: dict[str, Path_], inputs: Inputs) -> dict[str, tuple[str, dict]]:
+def figure_calls(paths: dict[str, BenchPath], inputs: Inputs) -> dict[str, tuple[str, dict]]:
     """key -> (label, {path name: zero-argument call}) for each model figure."""
 
-    def update(path: Path_):
+    def update(path: BenchPath):
         return lambda: path.learner.update(
             inputs.replay.sample(inputs.batch, inputs.length, inputs.rng))
 
-    def plan(path: Path_, envs: int):
+    def plan(path: BenchPath, envs: int):
         return lambda: path.planner(inputs.belief[:envs], inputs.state[:envs])
 
-    def act(path: Path_):
+    def act(path: BenchPath):
         def call():
             path.agent.reset(1)
             path.agent.act(inputs.frame, explore=True)
@@ -511,7 +527,7 @@ def figure_calls(paths: dict[str, Path_], inputs: Inputs) -> dict[str, tuple[str
     }
 
 
-def flops_of(key: str, path: Path_, inputs: Inputs) -> int | None:
+def flops_of(key: str, path: BenchPath, inputs: Inputs) -> int | None:
     """FLOPs of one call of figure `key` on `path` (None for act: the planner's, mostly)."""
     if key == "update":
         def step():
@@ -543,7 +559,7 @@ SWITCH_EPISODE_RATIO = 0.95
 MIN_ROUNDS = 5
 
 
-def switch_figures(config: Config, switches: list[str], fast: Path_, inputs: Inputs,
+def switch_figures(config: Config, switches: list[str], fast: BenchPath, inputs: Inputs,
                    repeats: int, log: Callable[[str], None], verbose: bool,
                    sync: Callable[[], None] | None) -> dict[str, Any]:
     """Time the fast path against itself with each switch flipped, all interleaved."""
@@ -552,8 +568,8 @@ def switch_figures(config: Config, switches: list[str], fast: Path_, inputs: Inp
     for key in switches:
         flipped = copy.deepcopy(config)
         apply_overrides(flipped, {key: not flat[key]})
-        paths[key] = Path_(flipped, fast.model.action_size, fast.learner.device,
-                           fast.model.state_dict(), log)
+        paths[key] = BenchPath(flipped, fast.model.action_size, fast.learner.device,
+                               fast.model.state_dict(), log)
     times = {}
     for key, (label, calls) in figure_calls(paths, inputs).items():
         log(f"timing {label} with each switch flipped ({', '.join(switches)}) ...")
@@ -609,8 +625,8 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
         reuse_freed_host_memory()
     action_size = 1  # cartpole's; the figures hardly depend on it
     torch.manual_seed(seed)
-    ref = Path_(ref_config, action_size, device, None)
-    fast = Path_(config, action_size, device, ref.model.state_dict(), log)
+    ref = BenchPath(ref_config, action_size, device, None)
+    fast = BenchPath(config, action_size, device, ref.model.state_dict(), log)
     info = system_info(fast.dtype, device)
     log(f"cpu: {info['cpu']} ({info['cpu_count']} cores), threads {info['threads']}, "
         f"torch {info['torch']}, fast dtype {info['fast_dtype']}, load {info['load_average']}")

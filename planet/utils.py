@@ -154,7 +154,7 @@ class CompiledOrEager:
 
 
 class Timer:
-    """Accumulates wall time per name: `with timer("update"): ...`; `timer.means()`."""
+    """Accumulates wall time per name: `with timer("update"): ...`; `totals` and `counts`."""
 
     def __init__(self):
         self.totals: dict[str, float] = defaultdict(float)
@@ -168,9 +168,6 @@ class Timer:
         finally:
             self.totals[name] += time.perf_counter() - start
             self.counts[name] += 1
-
-    def means(self) -> dict[str, float]:
-        return {name: self.totals[name] / self.counts[name] for name in self.totals}
 
     def reset(self) -> None:
         self.totals.clear()

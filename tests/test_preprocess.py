@@ -1,8 +1,9 @@
 import numpy as np
 import torch
 
-from planet.data.preprocess import postprocess_obs, preprocess_obs
+from planet.data.preprocess import preprocess_obs
 from planet.data.replay import quantise_frames
+from planet.fast_paths import noise_bytes
 
 
 def test_five_bit_values_without_noise_are_the_32_bin_centres(device):
@@ -26,12 +27,15 @@ def test_dequantisation_noise_stays_in_its_bin_and_in_range(device):
     assert offset.std() > 0.25 / 32
 
 
-def test_round_trip_is_exact_on_quantised_frames(device):
+def test_noisy_frames_keep_the_bin_of_quantised_replay_frames(device):
+    """Replay stores frames quantised to bin lower edges; the noisy floats stay in those bins."""
     frames = quantise_frames(np.arange(256, dtype=np.uint8).reshape(1, 16, 16), 5)
     assert set(np.unique(frames)) == set(range(0, 256, 8))
     tensor = torch.from_numpy(frames).to(device)
-    back = postprocess_obs(preprocess_obs(tensor, 5, noise=True), 5)
-    assert torch.equal(back, tensor)
+    torch.manual_seed(0)
+    obs = preprocess_obs(tensor, 5, noise=True)
+    bins = torch.floor((obs + 0.5) * 32)  # bin index of each float, 0..31
+    assert torch.equal((bins * 8).to(torch.uint8), tensor)
 
 
 def test_dequantisation_noise_fills_each_bin_evenly_with_256_levels(device):
@@ -50,14 +54,16 @@ def test_dequantisation_noise_fills_each_bin_evenly_with_256_levels(device):
     assert abs(offset.var().item() - 1 / 12) < 1e-3
 
 
-def test_noise_bytes_follow_the_torch_seed(device):
-    from planet.data.preprocess import noise_bytes
-
-    torch.manual_seed(3)
-    first = noise_bytes(torch.Size((5, 7)), device)
-    torch.manual_seed(3)
-    again = noise_bytes(torch.Size((5, 7)), device)
-    assert first.shape == (5, 7) and first.dtype == torch.uint8
-    assert first.device.type == device.type
-    assert torch.equal(first, again)
-    assert not torch.equal(first, noise_bytes(torch.Size((5, 7)), device))
+def test_noisy_frames_equal_the_plain_formula_with_the_same_noise_bytes(device):
+    """The in-place form equals (b + (k + 1/2) / 256) / 2**bits - 1/2 written out plainly."""
+    images = torch.randint(0, 256, (2, 3, 3, 64, 64), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0)).to(device)
+    for bits in (5, 8, 1):
+        torch.manual_seed(bits)
+        obs = preprocess_obs(images, bit_depth=bits, noise=True)
+        torch.manual_seed(bits)
+        k = noise_bytes(images.shape, device).double()  # the bytes preprocess_obs drew
+        b = torch.div(images, 2 ** (8 - bits), rounding_mode="floor").double()
+        expected = (b + (k + 0.5) / 256) / 2**bits - 0.5
+        assert obs.dtype == torch.float32 and obs.shape == images.shape
+        torch.testing.assert_close(obs.double(), expected, atol=1e-7, rtol=0)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from planet import fast_paths
+
 
 def activation_layer(name: str) -> nn.Module:
     return {"relu": nn.ReLU, "elu": nn.ELU}[name]()
@@ -40,8 +42,7 @@ class ConvEncoder(nn.Module):
         images = obs.reshape(-1, *obs.shape[-3:])  # (N, 3, 64, 64), N = prod(batch_shape)
         if images.shape[-2:] != (64, 64):
             raise ValueError(f"ConvEncoder expects 64x64 images, got {tuple(images.shape[-2:])}")
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = fast_paths.conv_layout(images, self.channels_last)  # config model.channels_last
         features = self.convs(images).flatten(1)  # (N, 1024)
         return self.project(features).reshape(*batch_shape, self.embedding_size)
 
