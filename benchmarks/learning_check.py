@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from planet.bench import REFERENCE_OVERRIDES, Path_
+from planet.bench import REFERENCE_OVERRIDES, BenchPath
 from planet.config import Config, apply_overrides, apply_preset, parse_assignments
 from planet.data.replay import EpisodeReplay
 from planet.envs import make_env
@@ -72,8 +72,8 @@ def main() -> int:
     replay, action_size = collect(args.env, args.episodes, seed=0)
     torch.manual_seed(0)
     device = torch.device("cpu")
-    ref = Path_(ref_config, action_size, device, None)
-    fast = Path_(config, action_size, device, ref.model.state_dict())
+    ref = BenchPath(ref_config, action_size, device, None)
+    fast = BenchPath(config, action_size, device, ref.model.state_dict())
     rng = np.random.default_rng(0)
     curves: dict[str, list[float]] = {"reference": [], "fast": []}
     for update in range(args.updates):

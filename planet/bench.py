@@ -302,7 +302,6 @@ class BenchPath:
         self.agent = Agent(self.model, config, device, self.autocast, log)
 
 
-Path_ = BenchPath  # the name benchmarks/learning_check.py imports
 
 
 def random_replay(config: Config, action_size: int, seed: int):

@@ -60,7 +60,3 @@ def import_dm_control():
     warnings.simplefilter("ignore", DeprecationWarning, append=True)
     return suite, DmControlCompatibilityV0
 
-
-def dmc_task_names() -> list[str]:
-    suite, _ = import_dm_control()
-    return [f"{domain}-{task}" for domain, task in suite.ALL_TASKS]
