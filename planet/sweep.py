@@ -487,7 +487,7 @@ def drive(
                     statuses[name].state = "failed"
                     statuses[name].error = describe_failure(error, out / name)
             for name in in_flight.values():
-                statuses[name].state = _running_or_pending(out / name, session)
+                statuses[name].state = running_or_pending(out / name, session)
             view.show(list(statuses.values()))
     finally:
         stopping = time.time()
@@ -496,11 +496,28 @@ def drive(
     return statuses
 
 
-def _running_or_pending(run_dir: Path, session: str) -> str:
+def running_or_pending(run_dir: Path, session: str) -> str:
     """From this session's attempt lines: started and not ended with an error (a run that has
-    just ended well counts as running until its task returns)."""
+    just ended well counts as running until its task returns). An attempt whose process on this
+    host is gone was killed and waits for its retry."""
     events = [e for e in read_attempts(run_dir) if e.get("session") == session]
-    return "running" if events and events[-1].get("outcome") != "error" else "pending"
+    if not events or events[-1].get("outcome") == "error":
+        return "pending"
+    last = events[-1]
+    if (last.get("event") == "start" and last.get("host") == socket.gethostname()
+            and not _process_exists(int(last.get("pid", 0)))):
+        return "pending"
+    return "running"
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
 
 
 def main(args: argparse.Namespace) -> int:

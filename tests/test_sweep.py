@@ -21,7 +21,15 @@ import pytest
 
 from planet import cli
 from planet.report import group_runs, load_runs, summarise, value_at
-from planet.sweep import ATTEMPTS_FILE, LOG_FILE, LiveView, RunStatus, episodes_done
+from planet.sweep import (
+    ATTEMPTS_FILE,
+    LOG_FILE,
+    LiveView,
+    RunStatus,
+    append_attempt,
+    episodes_done,
+    running_or_pending,
+)
 
 SMALL = [
     "--preset", "smoke", "--no-progress",
@@ -346,3 +354,19 @@ def test_report_lists_the_runs_a_sweep_has_not_started(tmp_path: Path, capsys):
     assert "| walker-walk | 8 ± 0 (1) * | 2 |" in text
     assert "| finger-spin | not reached * |  |" in text
     assert "finger-spin/s0 (not started)" in text and "walker-walk/s0 (at 2,000 steps)" in text
+
+
+def test_a_killed_attempt_counts_as_pending_until_its_retry_starts(tmp_path: Path):
+    import socket
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    append_attempt(tmp_path, {"event": "start", "session": "s", "host": host, "pid": gone.pid})
+    assert running_or_pending(tmp_path, "s") == "pending"  # its process is gone
+    append_attempt(tmp_path, {"event": "start", "session": "s", "host": host,
+                              "pid": os.getpid()})
+    assert running_or_pending(tmp_path, "s") == "running"
+    append_attempt(tmp_path, {"event": "end", "session": "s", "outcome": "error"})
+    assert running_or_pending(tmp_path, "s") == "pending"
+    assert running_or_pending(tmp_path, "another session") == "pending"
