@@ -199,12 +199,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model.cnn_depth": 8,
         "model.embedding_size": 256,
     },
-    # Learning per wall-clock minute on 2 CPU cores (issue 6; the runs that chose it are in
+    # Learning per wall-clock minute on 2 CPU cores (the runs that chose it are in
     # results/tuning/README.md): half-width convs (about 4x fewer conv FLOPs), batch 32 x
     # chunk 32 and 35 updates per episode (about 1/7 of the paper's images per episode), CEM
     # with 100 candidates, 5 iterations, top 10 (1/20 of the planning work; the paper's planner
     # did no better on the same model, and 100 candidates beat 200 on 3 of 3 seeds at 60 min).
-    # Widths of the RSSM stay. About 25 s per episode (`planet bench --preset cpu`: 25 s).
+    # Widths of the RSSM stay. About 21 s per episode (`planet bench --preset cpu`).
     # The planner's rollout is torch.compile'd: 0.70x the eager planning call (1 env) and 0.75x
     # (5 eval envs), after ~20 s of compiling per shape on first use (cached on disk after).
     "cpu": {

@@ -17,16 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-# Paper and reference returns per task (shared/PAPER.md): Table 1 after 1,000 episodes, and
-# PlaNet at 100k / 500k env steps as reported by the CURL paper.
-REFERENCES = {
-    "cartpole-swingup": {"table1": 821, "100k": 297, "500k": 475},
-    "reacher-easy": {"table1": 832, "100k": 20, "500k": 210},
-    "cheetah-run": {"table1": 662, "100k": 138, "500k": 305},
-    "finger-spin": {"table1": 700, "100k": 136, "500k": 561},
-    "ball_in_cup-catch": {"table1": 930, "100k": 0, "500k": 460},
-    "walker-walk": {"table1": 951, "100k": 224, "500k": 351},
-}
+from planet.references import planet_returns, task_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +95,7 @@ def run(args: argparse.Namespace) -> dict:
         "env": args.env, "preset": config.preset, "seed": args.seed, "minutes": args.minutes,
         "eval_every_minutes": args.eval_every, "eval_episodes": args.eval_episodes,
         "config": config.to_dict(), "points": points,
-        "references": REFERENCES.get(args.env.removeprefix("dmc:"), {}),
+        "references": planet_returns(task_of(args.env)),
         "command": "planet bench-learning " + " ".join(
             f"--{key.replace('_', '-')} {value}" for key, value in
             (("env", args.env), ("preset", config.preset), ("seed", args.seed),

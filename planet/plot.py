@@ -6,7 +6,7 @@ Reads each run's metrics.jsonl: `return` of every collected episode (thin line: 
 episodes, with exploration noise; the seed episodes are random) and `eval_return` (+- std) of the
 noise-free evaluations (markers). Env steps count action repeats, as in the paper.
 
-References (shared/PAPER.md), per task of the runs: the paper's Table 1 return after 1,000
+References (planet.references), per task of the runs: the paper's Table 1 return after 1,000
 episodes (dashed line), and PlaNet's return at 100k and 500k env steps (from the CURL paper),
 drawn as markers when the runs reach at least a fifth of that many steps.
 """
@@ -21,17 +21,8 @@ import numpy as np
 
 from planet.errors import TrainError, UsageError
 from planet.logging import read_metrics
+from planet.references import planet_returns, task_of
 from planet.run_files import load_run_config, refuse_run_files
-
-# Table 1 (1,000 episodes = 1M env steps), and PlaNet at 100k and 500k env steps (CURL paper).
-PAPER_RETURNS = {
-    "cartpole-swingup": {"table1": 821, 100_000: 297, 500_000: 475},
-    "reacher-easy": {"table1": 832, 100_000: 20, 500_000: 210},
-    "cheetah-run": {"table1": 662, 100_000: 138, 500_000: 305},
-    "finger-spin": {"table1": 700, 100_000: 136, 500_000: 561},
-    "ball_in_cup-catch": {"table1": 930, 100_000: 0, 500_000: 460},
-    "walker-walk": {"table1": 951, 100_000: 224, 500_000: 351},
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,11 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=600, help="image height in pixels")
     parser.add_argument("--no-train", action="store_true",
                         help="draw only the evaluation returns")
-
-
-def task_of(env_name: str) -> str:
-    """'dmc:cartpole-swingup' -> 'cartpole-swingup' (the key of PAPER_RETURNS)."""
-    return env_name.split(":", 1)[1] if env_name.startswith("dmc:") else env_name
 
 
 def run_label(run_dir: Path) -> str:
@@ -94,17 +80,17 @@ def plot_runs(runs: list[dict], out: Path, width: int, height: int, train: bool 
                     label=f"{run['label']}: eval (no noise)")
             ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15)
     for index, task in enumerate(sorted({run["task"] for run in runs})):
-        reference = PAPER_RETURNS.get(task)
-        if reference is None:
+        reference = planet_returns(task)
+        if not reference:
             continue
         color = "black" if index == 0 else colors[(index + 3) % len(colors)]
         ax.axhline(reference["table1"], color=color, linestyle="--", linewidth=1.2,
                    label=f"{task}: PlaNet paper, Table 1 (1M steps): {reference['table1']}")
         for steps, marker in ((100_000, "s"), (500_000, "D")):
+            key = f"{steps // 1000}k"
             if max_steps >= steps / 5:
-                ax.plot([steps], [reference[steps]], marker=marker, color=color, markersize=8,
-                        linestyle="none",
-                        label=f"{task}: PlaNet at {steps // 1000}k steps: {reference[steps]}")
+                ax.plot([steps], [reference[key]], marker=marker, color=color, markersize=8,
+                        linestyle="none", label=f"{task}: PlaNet at {key} steps: {reference[key]}")
     ax.set_xlabel("env steps (action repeat included)")
     ax.set_ylabel("episode return")
     tasks = ", ".join(sorted({run["task"] for run in runs}))

@@ -60,3 +60,19 @@ def task_of(env_name: str) -> str:
 def references_at(env_steps: int) -> list[Reference]:
     """The published figures reported at exactly `env_steps`."""
     return [reference for reference in REFERENCES if reference.env_steps == env_steps]
+
+
+def planet_returns(task: str) -> dict[str, float]:
+    """PlaNet's own figures for a task: Table 1 (1M steps) and 100k / 500k (CURL), keyed
+    'table1', '100k', '500k'; {} for a task outside the paper's six."""
+    def find(steps: int, source: str) -> float | None:
+        for reference in REFERENCES:
+            key = (reference.agent, reference.env_steps, reference.source)
+            if key == ("PlaNet", steps, source):
+                return reference.returns.get(task)
+        return None
+
+    found = {"table1": find(1_000_000, PLANET), "100k": find(100_000, CURL),
+             "500k": find(500_000, CURL)}
+    return {key: value for key, value in found.items() if value is not None}
+

@@ -4,7 +4,7 @@ planet.envs re-exports the table (planet.envs.dmc.ACTION_REPEATS); `planet bench
 here, so that a machine with PyTorch alone (a GPU loan) can time the model figures.
 """
 
-# The paper's action repeats (PAPER.md; some ports use 6 for ball_in_cup, the paper uses 4).
+# The paper's action repeats (some ports use 6 for ball_in_cup; the paper and its code use 4).
 ACTION_REPEATS = {
     "cartpole-swingup": 8,
     "reacher-easy": 4,

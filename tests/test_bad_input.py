@@ -180,7 +180,7 @@ def test_checkpoints_without_config_json_are_not_overwritten(tmp_path, capsys):
     assert checkpoint.read_bytes() == b"weights"
 
 
-# --- issue 20: the remaining tracebacks -------------------------------------------------------
+# --- the remaining tracebacks: each is one line now -------------------------------------------
 def copy_run(run_dir, tmp_path):
     import shutil
 

@@ -8,7 +8,7 @@ import shutil
 import imageio.v2 as imageio
 from test_evaluate import assert_one_line_error, run_cli
 
-from planet.plot import PAPER_RETURNS, task_of
+from planet.references import TASKS, planet_returns, task_of
 
 
 def test_plot_two_runs(smoke_run, tmp_path, capsys):
@@ -26,10 +26,12 @@ def test_plot_two_runs(smoke_run, tmp_path, capsys):
 
 def test_paper_references():
     assert task_of("dmc:walker-walk") == "walker-walk"
-    assert {k: v["table1"] for k, v in PAPER_RETURNS.items()} == {
+    assert {task: planet_returns(task)["table1"] for task in TASKS} == {
         "cartpole-swingup": 821, "reacher-easy": 832, "cheetah-run": 662, "finger-spin": 700,
         "ball_in_cup-catch": 930, "walker-walk": 951,
     }
+    assert planet_returns("walker-walk") == {"table1": 951, "100k": 224, "500k": 351}
+    assert planet_returns("toy:dot") == {}
 
 
 def test_plot_errors_are_one_line(smoke_run, tmp_path, capsys):
