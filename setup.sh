@@ -30,7 +30,7 @@ fi
 
 # --- system libraries ---------------------------------------------------------------------------
 packages=(libegl1 libopengl0 libegl-mesa0 libgl1-mesa-dri libosmesa6 libglfw3)
-# torch.compile (planner.compile, on in the cpu preset) builds C++ kernels: a compiler and
+# torch.compile (machine.compile_planner, on in the cpu preset) builds C++ kernels: a compiler and
 # Python's headers. Without them the planner runs eagerly and says so.
 packages+=(g++)
 "$python" -c 'import os, sys, sysconfig

@@ -26,7 +26,8 @@ class Agent:
         self.device = device
         self.autocast = autocast
         self.planner = CEMPlanner(
-            model.rssm, model.reward_model, model.action_size, config.planner, autocast, log
+            model.rssm, model.reward_model, model.action_size, config.planner, autocast, log,
+            compile=config.machine.compile_planner,
         )
         self.reset(1)
 

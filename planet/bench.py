@@ -8,8 +8,8 @@ a noisy, shared machine slows both alike; the table gives medians and the ratio 
     fast        what `planet train` uses by default: bf16 autocast where the hardware is fast
                 at it (float32 weights and loss), channels-last, the decoder's transposed convs
                 as a matmul and sub-pixel convs (planet.fast_paths), the batched planner (its
-                rollout torch.compile'd where planner.compile is on: the cpu preset); one 64x64
-                render per step; glibc malloc keeping freed memory for reuse (process-wide,
+                rollout torch.compile'd where machine.compile_planner is on: the cpu preset); one
+                64x64 render per step; glibc malloc keeping freed memory for reuse (process-wide,
                 so both paths' timings here get it; the peak-RSS figure runs each path in its
                 own process)
 
@@ -22,8 +22,9 @@ in cosine, and the planner's first actions close.
     planet bench                                 # the paper configuration, cartpole-swingup
     planet bench --preset smoke --repeats 2 --json bench.json
     python -m planet.bench --set planner.candidates=500
-    planet bench --set planner.compile=true      # the paper configuration, compiled planner
-    planet bench --device cuda --switches model.fast_deconv,model.channels_last,planner.compile
+    planet bench --set machine.compile_planner=true   # the paper configuration, compiled planner
+    planet bench --device cuda \
+        --switches machine.fast_deconv,machine.channels_last,machine.compile_planner
 
 On CUDA every timed call ends with torch.cuda.synchronize(), so a figure is the wall time until
 the GPU has finished (kernels run asynchronously: without it the host clock would stop when the
@@ -54,6 +55,7 @@ import numpy as np
 import torch
 
 from planet.config import (
+    RENAMED_FIELDS,
     Config,
     ConfigError,
     apply_overrides,
@@ -77,16 +79,19 @@ ACTION_ATOL = 0.25
 CPU = torch.device("cpu")
 
 REFERENCE_OVERRIDES = {
-    "train.precision": "float32",
-    "model.fast_deconv": False,
-    "model.channels_last": False,
-    "train.reuse_host_memory": False,
-    "planner.compile": False,
+    "machine.precision": "float32",
+    "machine.fast_deconv": False,
+    "machine.channels_last": False,
+    "machine.reuse_host_memory": False,
+    "machine.compile_planner": False,
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="paper", help="config preset(s), comma-separated")
+    parser.add_argument("--preset", default="paper",
+                        help="config preset(s), comma-separated (default: paper, the paper's "
+                        "full-size configuration, the slow one on a CPU; --preset cpu times what "
+                        "`planet train` uses without a GPU)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set planner.candidates=500")
     parser.add_argument("--env", help="task to time the env step on (default: the config's)")
@@ -105,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="device to time on (default auto: CUDA when present, else CPU)")
     parser.add_argument("--switches", default="", metavar="KEYS",
                         help="comma-separated boolean config fields: time the fast path again "
-                        "with each one flipped, e.g. model.fast_deconv,planner.compile")
+                        "with each one flipped, e.g. machine.fast_deconv,machine.compile_planner")
     parser.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
     parser.add_argument("--verbose", action="store_true", help="print every timed call")
 
@@ -289,15 +294,15 @@ class BenchPath:
         from planet.utils import autocast_factory, resolve_precision
 
         self.config = config
-        self.dtype = resolve_precision(config.train.precision, device)
+        self.dtype = resolve_precision(config.machine.precision, device)
         self.autocast = autocast_factory(device, self.dtype)
-        self.model = WorldModel(config.model, action_size, (3, 64, 64)).to(device)
+        self.model = WorldModel(config.model, action_size, (3, 64, 64), config.machine).to(device)
         if state_dict is not None:
             self.model.load_state_dict(state_dict)
         self.learner = Learner(self.model, config.train, device, self.autocast)
         self.planner = CEMPlanner(
             self.model.rssm, self.model.reward_model, action_size, config.planner, self.autocast,
-            log,
+            log, compile=config.machine.compile_planner,
         )
         self.agent = Agent(self.model, config, device, self.autocast, log)
 
@@ -407,7 +412,7 @@ def training_peak_rss(config: Config, updates: int = 2) -> int:
         "from planet.bench import BenchPath, random_replay, peak_rss\n"
         "from planet.config import Config\n"
         "config = Config.from_dict(json.loads(sys.argv[1]))\n"
-        "if config.train.reuse_host_memory:\n"
+        "if config.machine.reuse_host_memory:\n"
         "    from planet.utils import reuse_freed_host_memory\n"
         "    reuse_freed_host_memory()\n"
         "path = BenchPath(config, 1, torch.device('cpu'), None)\n"
@@ -490,9 +495,7 @@ def make_inputs(config: Config, path: BenchPath, action_size: int, batch_envs: i
     with torch.no_grad():
         chunks = replay.sample(batch_envs, 4, rng)
         obs, action, _ = path.learner.to_device(chunks)
-        belief, state = path.model.rssm.initial(batch_envs, obs.device)
-        embedding = path.model.encoder(obs)
-        out = path.model.rssm.observe(embedding, action, belief, state)
+        out = path.model.observe(obs, action)
     frame = replay.sample(1, 1, rng).obs[0]
     return Inputs(replay, rng, config.train.batch_size, config.train.chunk_length,
                   out.beliefs[-1], out.states[-1], frame)
@@ -616,7 +619,7 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
     sync = device_sync(device)
     ref_config = copy.deepcopy(config)
     apply_overrides(ref_config, REFERENCE_OVERRIDES)
-    if config.train.reuse_host_memory:
+    if config.machine.reuse_host_memory:
         # Process-wide, so the reference path's timings here get it too; only the peak-RSS
         # figure, measured in child processes, shows each path with its own setting.
         from planet.utils import reuse_freed_host_memory
@@ -803,9 +806,9 @@ def format_switches(switches: dict[str, Any]) -> str:
 
 
 def parse_switches(text: str, config: Config) -> list[str]:
-    """'model.fast_deconv,planner.compile' -> the keys, each checked to be a boolean field."""
+    """'machine.fast_deconv,machine.channels_last' -> the keys, each a boolean field."""
     kinds = {name: kind for name, kind, _, _ in field_docs(config)}
-    keys = [key.strip() for key in text.split(",") if key.strip()]
+    keys = [RENAMED_FIELDS.get(key.strip(), key.strip()) for key in text.split(",") if key.strip()]
     for key in keys:
         if kinds.get(key) != "bool":
             raise ConfigError(f"--switches: {key!r} is not a boolean config field")

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from planet.config import Config, flatten
+from planet.config import Config, current_names, flatten
 from planet.data.replay import atomic_write_bytes
 
 MAGIC = b"PLANETCK"
@@ -96,7 +96,7 @@ def check_fits_config(config: Config, payload: dict, path: Path, config_path: Pa
     saved = payload.get("config")
     if not isinstance(saved, dict):
         return  # an old checkpoint without its config: load_model_weights still checks shapes
-    old, new = flatten(saved), flatten(config.to_dict())
+    old, new = current_names(flatten(saved)), flatten(config.to_dict())
     differ = [
         key for key in sorted(new)
         if key.startswith(MODEL_SECTIONS) and key in old and old[key] != new[key]

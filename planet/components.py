@@ -54,13 +54,14 @@ class Components:
 def build(config: Config, env=None, log=None) -> Components:
     """Device, precision, env, model, learner and agent; `log` hears about planner compiles."""
     device = choose_device(config.device)
-    if config.train.reuse_host_memory and device.type == "cpu":
+    if config.machine.reuse_host_memory and device.type == "cpu":
         reuse_freed_host_memory()
-    dtype = resolve_precision(config.train.precision, device)
+    dtype = resolve_precision(config.machine.precision, device)
     autocast = autocast_factory(device, dtype)
     env = env or env_from_config(config, config.seed)
     action_size = int(np.prod(env.action_space.shape))
-    model = WorldModel(config.model, action_size, env.observation_space.shape).to(device)
+    model = WorldModel(config.model, action_size, env.observation_space.shape,
+                       config.machine).to(device)
     learner = Learner(model, config.train, device, autocast)
     agent = Agent(model, config, device, autocast, log)
     return Components(config, device, dtype, autocast, env, model, learner, agent)

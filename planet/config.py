@@ -1,18 +1,24 @@
 """One typed configuration for a PlaNet run, with the paper's values as defaults.
 
-The tree is `Config(env, model, train, planner)`. Every field has a docstring that names the paper
-symbol and value. Presets are named overrides applied left to right (`paper`, `smoke`, `cpu`, ...);
-`--set section.field=value` on the command line applies after them. Unknown keys and values of the
-wrong type are errors that name the closest valid key.
+The tree is `Config(env, model, train, planner, machine)`. The first four hold the paper's
+hyperparameters, each field's docstring naming the paper symbol and value; `machine` holds the
+switches that change speed and memory but not what is learned. Presets are named overrides
+applied left to right (`paper`, `smoke`, `cpu`, ...); `--set section.field=value` on the command
+line applies after them. Unknown keys and values of the wrong type are errors that name the
+closest valid key; the old names of the machine switches (RENAMED_FIELDS) are read as the new.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import functools
 import hashlib
+import inspect
 import json
 import math
+import textwrap
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,12 +59,6 @@ class ModelConfig:
     """Channels of the first conv layer; later layers double it (paper: 32/64/128/256)."""
     activation: str = "relu"
     """Activation of every hidden layer: relu or elu (paper: relu)."""
-    fast_deconv: bool = True
-    """Run the decoder's first stride-2 transposed conv as a matmul (its input is 1x1), and the
-    second and last forward as sub-pixel convs with the transposed conv's own backward: the same
-    function and weights, faster on CPU (`planet bench`)."""
-    channels_last: bool = True
-    """Channels-last memory layout in the conv nets (faster oneDNN kernels on CPU)."""
 
 
 @dataclass
@@ -101,19 +101,9 @@ class TrainConfig:
     """Write a checkpoint after every this many collected episodes."""
     image_log_interval: int = 25
     """Log a reconstruction image to TensorBoard every this many episodes (0 disables)."""
-    precision: str = "auto"
-    """Matrix-product dtype: auto (bf16 where the hardware runs it fast), bfloat16 or float32.
-    Weights, optimiser state and the loss stay float32 in every case."""
-    deterministic: bool = False
-    """Use deterministic algorithms (slower) so a seed reproduces the same run on CPU."""
     max_episodes_in_memory: int = 0
     """Replay episodes kept in RAM (0: all). Older ones stay on disk and are read back when
     sampled (planet.data.replay)."""
-    reuse_host_memory: bool = True
-    """On CPU with glibc, keep freed memory in the process for reuse (malloc thresholds): an
-    update allocates and frees tensors of tens to hundreds of MB, and fresh pages from the
-    kernel cost page faults. Updates measured 7-15 % faster at the cpu preset (+0.02 GiB peak
-    RSS) and 20-30 % at the paper batch (+0.2 to 0.4 GiB). False leaves malloc as it is."""
 
 
 @dataclass
@@ -126,12 +116,53 @@ class PlannerConfig:
     """Candidate action sequences J per iteration (paper: 1000)."""
     top_candidates: int = 100
     """Candidates K the belief over actions is refit to (paper: 100)."""
-    compile: bool = False
-    """torch.compile the candidates' latent rollout (needs a C++ compiler on CPU; falls back to
+
+
+@dataclass
+class MachineConfig:
+    """How a run uses the machine: speed, memory and number format, not the model or the data.
+    Every switch here may change between a run and its resume; planet/fast_paths.py holds the
+    forms the first two select."""
+
+    precision: str = "auto"
+    """Matrix-product dtype: auto (bf16 where the hardware runs it fast), bfloat16 or float32.
+    Weights, optimiser state and the loss stay float32 in every case."""
+    deterministic: bool = False
+    """Use deterministic algorithms (slower) so a seed reproduces the same run on CPU."""
+    fast_deconv: bool = True
+    """Run the decoder's first stride-2 transposed conv as a matmul (its input is 1x1), and the
+    second and last forward as sub-pixel convs with the transposed conv's own backward: the same
+    function and weights, faster on CPU (`planet bench`)."""
+    channels_last: bool = True
+    """Channels-last memory layout in the conv nets (faster oneDNN kernels on CPU)."""
+    compile_planner: bool = False
+    """torch.compile the planner's latent rollout (needs a C++ compiler on CPU; falls back to
     eager with a warning). Measured here, paired in one process: planning call 0.70x the eager
     time at the cpu preset (1 env; 0.75x with 5 envs) and 0.71-0.77x at the paper's sizes, after
     about 20 s of compiling per batch shape (1 env, N eval envs) on first use; Inductor caches
     it on disk. Opt-in; the cpu preset turns it on."""
+    reuse_host_memory: bool = True
+    """On CPU with glibc, keep freed memory in the process for reuse (malloc thresholds): an
+    update allocates and frees tensors of tens to hundreds of MB, and fresh pages from the
+    kernel cost page faults. Updates measured 7-15 % faster at the cpu preset (+0.02 GiB peak
+    RSS) and 20-30 % at the paper batch (+0.2 to 0.4 GiB). False leaves malloc as it is."""
+
+
+# Where the machine switches lived before they had their own section. Config files and checkpoints
+# written then, and `--set` with the old names, still work: the old name is read as the new one.
+RENAMED_FIELDS = {
+    "model.fast_deconv": "machine.fast_deconv",
+    "model.channels_last": "machine.channels_last",
+    "train.precision": "machine.precision",
+    "train.deterministic": "machine.deterministic",
+    "train.reuse_host_memory": "machine.reuse_host_memory",
+    "planner.compile": "machine.compile_planner",
+}
+
+
+def current_names(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat config dict with any old field name (RENAMED_FIELDS) replaced by its current one."""
+    return {RENAMED_FIELDS.get(key, key): value for key, value in flat.items()}
 
 
 @dataclass
@@ -140,6 +171,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
+    machine: MachineConfig = field(default_factory=MachineConfig)
     seed: int = 0
     """Seed of torch, numpy and the environments."""
     device: str = "auto"
@@ -219,7 +251,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "planner.candidates": 100,
         "planner.iterations": 5,
         "planner.top_candidates": 10,
-        "planner.compile": True,
+        "machine.compile_planner": True,
     },
 }
 # `auto` is not a set of overrides: it stands for `paper` on a CUDA device and `cpu` otherwise.
@@ -244,31 +276,38 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+@functools.cache
+def _docstrings(cls: type) -> dict[str, str]:
+    """{field: docstring} of a config dataclass, read once from its source (the string literal
+    under each field)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, following in zip(body, body[1:] + [None], strict=True):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def field_docs(config: Config | None = None) -> list[tuple[str, str, Any, str]]:
-    """(dotted name, type name, default, doc) of every leaf field, docs read from the source."""
-    import ast
-    import inspect
-
-    def docs_of(cls: type) -> dict[str, str]:
-        tree = ast.parse(inspect.getsource(cls))
-        body = tree.body[0].body  # type: ignore[attr-defined]
-        docs = {}
-        for node, following in zip(body, body[1:] + [None], strict=True):
-            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-                if (
-                    isinstance(following, ast.Expr)
-                    and isinstance(following.value, ast.Constant)
-                    and isinstance(following.value.value, str)
-                ):
-                    docs[node.target.id] = " ".join(following.value.value.split())
-        return docs
-
+    """(dotted name, type name, value, doc) of every leaf field of `config` (default: Config())."""
     config = config or Config()
     rows = []
 
     def walk(obj: Any, prefix: str) -> None:
-        docs = docs_of(type(obj))
-        hints = typing.get_type_hints(type(obj))
+        docs = _docstrings(type(obj))
+        hints = _type_hints(type(obj))
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             if dataclasses.is_dataclass(value):
@@ -310,7 +349,7 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
     """Set dotted fields in place, checking that each key exists and each value has its type."""
     valid = {name: kind for name, kind, _, _ in field_docs(config)}
     types = {"int": int, "float": float, "str": str, "bool": bool}
-    for key, value in overrides.items():
+    for key, value in current_names(overrides).items():
         if key not in valid:
             close = difflib.get_close_matches(key, list(valid), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
@@ -413,8 +452,6 @@ FIELD_RULES: dict[str, tuple[Rule, ...]] = {
     "model.min_stddev": (POSITIVE,),
     "model.cnn_depth": (POSITIVE,),
     "model.activation": (one_of("relu", "elu"),),
-    "model.fast_deconv": (),
-    "model.channels_last": (),
     "train.episodes": (NON_NEGATIVE,),
     "train.seed_episodes": (NON_NEGATIVE,),
     "train.collect_interval": (NON_NEGATIVE,),
@@ -434,15 +471,17 @@ FIELD_RULES: dict[str, tuple[Rule, ...]] = {
     "train.test_episodes": (POSITIVE,),
     "train.checkpoint_interval": (POSITIVE,),
     "train.image_log_interval": (NON_NEGATIVE,),
-    "train.precision": (one_of("auto", "bfloat16", "float32"),),
-    "train.deterministic": (),
     "train.max_episodes_in_memory": (NON_NEGATIVE,),
-    "train.reuse_host_memory": (),
     "planner.horizon": (POSITIVE,),
     "planner.iterations": (POSITIVE,),
     "planner.candidates": (POSITIVE,),
     "planner.top_candidates": (POSITIVE,),
-    "planner.compile": (),
+    "machine.precision": (one_of("auto", "bfloat16", "float32"),),
+    "machine.deterministic": (),
+    "machine.fast_deconv": (),
+    "machine.channels_last": (),
+    "machine.compile_planner": (),
+    "machine.reuse_host_memory": (),
     # numpy's legacy seeding (np.random.seed) takes 0 .. 2**32 - 1.
     "seed": (NON_NEGATIVE, at_most(2**32 - 1)),
     "device": (one_of("auto", "cpu", "cuda"),),

@@ -7,8 +7,8 @@ torch 2.13, CPU build, with `planet bench` unless stated), and which config swit
 off. docs/performance.md has the whole picture; tests/test_fast_path.py compares each form with
 the plain one.
 
-    conv_layout        channels-last activations for the conv nets       model.channels_last
-    decoder_deconvs    the decoder's transposed convs as matmul and      model.fast_deconv
+    conv_layout        channels-last activations for the conv nets       machine.channels_last
+    decoder_deconvs    the decoder's transposed convs as matmul and      machine.fast_deconv
                        sub-pixel convs, with a hand-wired backward
     tanh               tanh(x) as 2 sigmoid(2x) - 1 (GRU candidate)      always on
     squared_error_sum  the reconstruction error without float32 copies   always on
@@ -24,19 +24,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
-# --- channels-last layout (model.channels_last) ---------------------------------------------
+# --- channels-last layout (machine.channels_last) ---------------------------------------------
 def conv_layout(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """`images` (N, C, H, W) in channels-last (NHWC) memory order if `channels_last`, else as is.
 
     Same values and shape; only the memory order changes. NHWC is the layout oneDNN's fast CPU
     convolution kernels use, so the conv nets keep their activations in it. `--set
-    model.channels_last=false` gives plain NCHW; `planet bench --switches model.channels_last`
+    machine.channels_last=false` gives plain NCHW; `planet bench --switches machine.channels_last`
     times the difference on the machine at hand.
     """
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
-# --- the decoder's transposed convolutions (model.fast_deconv) ------------------------------
+# --- the decoder's transposed convolutions (machine.fast_deconv) ------------------------------
 def conv_transpose_as_matmul(
     hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 ) -> torch.Tensor:
@@ -142,7 +142,7 @@ def decoder_deconvs(deconvs: nn.Sequential, hidden: torch.Tensor,
     Against the plain nn.ConvTranspose2d stack, paired in one process, a whole update takes
     0.85 x 0.94 = 0.80x the time at the paper configuration (0.88 x 0.91 = 0.80x at the cpu
     preset): the first factor from the forward and backward forms, the second from the bias
-    gradient. `--set model.fast_deconv=false` runs the plain stack.
+    gradient. `--set machine.fast_deconv=false` runs the plain stack.
     """
     first, act1, second, act2, third, act3, last = deconvs
     x = conv_transpose_as_matmul(hidden, first.weight, first.bias)  # (N, 128, 5, 5)

@@ -63,7 +63,7 @@ TEST_FILES = [
 QUICK_TEST_FILES = ["tests/test_models.py", "tests/test_objectives.py",
                     "tests/test_planner.py", "tests/test_preprocess.py"]
 # Switches whose defaults were chosen from CPU figures only.
-SWITCHES = ["model.fast_deconv", "model.channels_last", "planner.compile"]
+SWITCHES = ["machine.fast_deconv", "machine.channels_last", "machine.compile_planner"]
 OPTIONAL_PACKAGES = ["numpy", "pytest", "tqdm", "tensorboard", "gymnasium", "dm_control",
                      "mujoco", "triton", "matplotlib", "imageio"]
 
@@ -96,9 +96,9 @@ FULL = Plan(
 )
 QUICK = Plan(
     test_files=QUICK_TEST_FILES, test_limit_s=120,
-    # planner.compile is left out: its first compile takes ~20 s per shape on a CPU.
+    # machine.compile_planner is left out: its first compile takes ~20 s per shape on a CPU.
     bench_args=["--preset", "smoke", "--repeats", "2", "--batch-envs", "2", "--skip-env",
-                "--switches", "model.fast_deconv,model.channels_last"],
+                "--switches", "machine.fast_deconv,machine.channels_last"],
     bench_limit_s=120,
     train_preset="smoke",
     train_overrides=["train.seed_episodes=1", "train.collect_interval=8",

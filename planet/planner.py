@@ -16,7 +16,7 @@ All B * J rollouts run as one batch per time step, and the reward model runs onc
 stacked horizon. Candidates are laid out env-major, (B, J), so candidate j of env b always
 starts from env b's state (misaligning them is a known porting bug). The Gaussian noise of the
 sampled latent states is drawn for the whole horizon at once (from `generator` when given), so
-the rollout itself is a pure function that `planner.compile` can hand to torch.compile.
+the rollout itself is a pure function that `machine.compile_planner` can hand to torch.compile.
 
 Usage:
     planner = CEMPlanner(world_model.rssm, world_model.reward_model, action_size=A, config=cfg)
@@ -44,18 +44,19 @@ class CEMPlanner:
         config: PlannerConfig,
         autocast=None,
         log: Callable[[str], None] | None = None,
+        compile: bool = False,
     ):
         self.rssm = rssm
         self.reward_model = reward_model
         self.action_size = action_size
         self.config = config
         self.autocast = autocast  # a context-manager factory (bf16 autocast) or None
-        # `log` hears when the rollout compiles for a new batch shape (planner.compile).
-        # The rollout, torch.compile'd when config.compile: its ~15 small ops per step (GRU gates,
+        # `log` hears when the rollout compiles for a new batch shape (machine.compile_planner).
+        # The rollout, torch.compile'd when `compile`: its ~15 small ops per step (GRU gates,
         # softplus, sampling, concat) fuse into a few kernels; the matrix products stay oneDNN's.
         self.imagine_features = (
-            CompiledOrEager(self.rollout, "planner rollout", "planner.compile", log)
-            if config.compile else self.rollout
+            CompiledOrEager(self.rollout, "planner rollout", "machine.compile_planner", log)
+            if compile else self.rollout
         )
 
     @torch.no_grad()

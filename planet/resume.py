@@ -8,7 +8,7 @@ any moment therefore leaves the last checkpoint N and episode files 0..N-1 intac
 episode files, metrics lines and TensorBoard events past N. Resuming loads checkpoint N, deletes
 episode files >= N, drops metrics lines >= N (an unreadable line of an earlier episode is
 reported and rebuilt from its episode file), purges TensorBoard events past N's env steps, and
-continues: with train.deterministic on CPU the resumed run logs the same numbers as a run that
+continues: with machine.deterministic on CPU the resumed run logs the same numbers as a run that
 was never killed. A half-collected episode was never written and is collected again; so are the
 episodes after the last checkpoint when checkpoint_interval > 1 (their model state was not
 saved). Env RNG needs no saving: each episode resets its env with `episode_seed`.
@@ -24,6 +24,7 @@ evaluation and images, the TensorBoard purge helper, and the kill points the cra
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -37,23 +38,20 @@ import numpy as np
 import torch
 
 from planet.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, set_aside
-from planet.config import Config, flatten
+from planet.config import Config, MachineConfig, flatten
 from planet.data.replay import EpisodeReplay, ReplayError
 from planet.errors import TrainError
 
 # Fields that may differ between a run and its resume: they change neither the model nor the
-# data already collected. Any other difference is refused.
+# data already collected (every machine switch is one). Any other difference is refused.
 RESUMABLE_FIELDS = {
     "train.episodes",
     "train.test_interval",
     "train.test_episodes",
     "train.checkpoint_interval",
     "train.image_log_interval",
-    "train.precision",
-    "train.deterministic",
     "train.max_episodes_in_memory",
-    "train.reuse_host_memory",
-    "planner.compile",
+    *(f"machine.{field.name}" for field in dataclasses.fields(MachineConfig)),
     "device",
     "preset",
     "preset_reason",
@@ -285,7 +283,7 @@ def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:
     found = resume_point(run_dir, config, log) if resuming else None
     if found is not None:  # config.json edited to another model: one line, before building
         check_fits_config(config, found[1], found[0], config_path)
-    seed_everything(config.seed, config.train.deterministic)
+    seed_everything(config.seed, config.machine.deterministic)
     components = build(config, env, log=log)
     replay_rng = np.random.default_rng(config.seed)
     state = TrainingState()

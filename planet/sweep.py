@@ -40,6 +40,7 @@ from planet.config import (
     ConfigError,
     apply_overrides,
     apply_preset,
+    current_names,
     flatten,
     parse_assignments,
 )
@@ -160,7 +161,8 @@ def check_against_saved(out: Path, plan: dict[str, RunSpec]) -> list[str]:
         return []
     try:
         saved = json.loads(saved_path.read_text())
-        saved_runs = {name: flatten(run["config"]) for name, run in saved["runs"].items()}
+        saved_runs = {name: current_names(flatten(run["config"]))
+                      for name, run in saved["runs"].items()}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise TrainError(f"cannot read {saved_path}: {error}") from None
     problems, allowed = [], set()

@@ -70,7 +70,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
          "action space is Discrete(2) (it must be a bounded gymnasium.spaces.Box)"),
         (["--env", "gym:PlanetTestUnbounded-v0"], "is unbounded; PlaNet needs finite bounds"),
         (["--set", "train.batch_size=abc"], "train.batch_size must be int, got 'abc'"),
-        (["--set", "train.deterministic=maybe"], "train.deterministic must be true or false"),
+        (["--set", "machine.deterministic=maybe"], "machine.deterministic must be true or false"),
         (["--set", "train.batchsize=4"],
          "unknown config field 'train.batchsize' (did you mean train.batch_size?)"),
         (["--set", "train.batch_size"], "--set expects section.field=value"),

@@ -120,7 +120,7 @@ def test_bench_numerical_checks_hold_within_their_tolerances(bench_result):
 
 def _equal_paths() -> tuple[BenchPath, BenchPath]:
     """Reference (float32, plain) and fast (bf16, every switch on) paths on the same weights."""
-    config = make_config("smoke", {"train.precision": "bfloat16"})
+    config = make_config("smoke", {"machine.precision": "bfloat16"})
     ref_config = copy.deepcopy(config)
     apply_overrides(ref_config, REFERENCE_OVERRIDES)
     torch.manual_seed(0)
@@ -190,8 +190,8 @@ def test_switches_must_be_boolean_config_fields():
     from planet.bench import parse_switches
     from planet.config import Config, ConfigError
 
-    assert parse_switches(" model.fast_deconv,planner.compile ,", Config()) == [
-        "model.fast_deconv", "planner.compile"]
+    assert parse_switches(" machine.fast_deconv,machine.compile_planner ,", Config()) == [
+        "machine.fast_deconv", "machine.compile_planner"]
     with pytest.raises(ConfigError, match="'model.cnn_depth' is not a boolean"):
         parse_switches("model.cnn_depth", Config())
 

@@ -202,7 +202,7 @@ def guard_config(**overrides):
     values = {
         "env.name": "toy:dot", "env.max_episode_steps": 20, "train.episodes": 2,
         "train.seed_episodes": 1, "train.collect_interval": 4, "train.test_interval": 0,
-        "train.image_log_interval": 0, "train.precision": "float32",
+        "train.image_log_interval": 0, "machine.precision": "float32",
     }
     values.update(overrides)
     return make_config("smoke", values)

@@ -160,3 +160,44 @@ def test_json_round_trip(tmp_path):
     loaded = Config.load(tmp_path / "config.json")
     assert loaded == config
     assert json.loads((tmp_path / "config.json").read_text())["seed"] == 7
+
+
+def test_machine_switches_are_read_under_their_old_names(tmp_path):
+    """Config files, checkpoints and --set written when the machine switches lived in the
+    model/train/planner sections still mean the same switches."""
+    old = Config().to_dict()
+    for section, name in [("model", "fast_deconv"), ("model", "channels_last"),
+                          ("train", "precision"), ("train", "deterministic"),
+                          ("train", "reuse_host_memory")]:
+        old[section][name] = old["machine"][name]
+    old["planner"]["compile"] = old["machine"].pop("compile_planner")
+    del old["machine"]
+    old["model"]["fast_deconv"] = False
+    old["train"]["precision"] = "float32"
+    old["planner"]["compile"] = True
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old))
+    config = Config.load(path)
+    assert config.machine.fast_deconv is False
+    assert config.machine.precision == "float32"
+    assert config.machine.compile_planner is True
+    assert config.machine.channels_last is True
+    assert "fast_deconv" not in config.to_dict()["model"]
+    assert make_config("paper", {"planner.compile": "true"}).machine.compile_planner is True
+    with pytest.raises(ConfigError, match="machine.precision must be auto, bfloat16 or float32"):
+        make_config("paper", {"train.precision": "fp8"})
+
+
+def test_machine_switches_may_change_on_resume():
+    """machine.* changes speed and memory only: a resume may change any of them, and the model
+    sections hold none of them."""
+    from planet.resume import RESUMABLE_FIELDS, check_resume_config
+
+    machine = [name for name, *_ in field_docs() if name.startswith("machine.")]
+    assert len(machine) == 6 and set(machine) <= RESUMABLE_FIELDS
+    saved = make_config("cpu")
+    requested = make_config("cpu", {"machine.fast_deconv": "false",
+                                    "machine.compile_planner": "false",
+                                    "machine.precision": "float32"})
+    changed = check_resume_config(saved, requested)
+    assert len(changed) == 3 and all(text.startswith("machine.") for text in changed)

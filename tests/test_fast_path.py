@@ -117,7 +117,7 @@ def test_fast_decoder_equals_plain_decoder_in_float32(channels_last, device):
 
 
 def test_the_fast_deconv_switch_selects_the_fast_form(monkeypatch):
-    """model.fast_deconv reaches the decoder: on, it runs fast_paths.decoder_deconvs; off, not."""
+    """machine.fast_deconv reaches the decoder: on, it runs fast_paths.decoder_deconvs; off, not."""
     calls = []
     original = fast_paths.decoder_deconvs
 
@@ -127,15 +127,16 @@ def test_the_fast_deconv_switch_selects_the_fast_form(monkeypatch):
 
     monkeypatch.setattr(fast_paths, "decoder_deconvs", counted)
     for fast in (False, True):
-        config = make_config("smoke", {"model.fast_deconv": fast})
-        model = WorldModel(config.model, action_size=1, obs_shape=(3, 64, 64))
+        config = make_config("smoke", {"machine.fast_deconv": fast})
+        model = WorldModel(config.model, action_size=1, obs_shape=(3, 64, 64),
+                           machine=config.machine)
         calls.clear()
         model.decoder(torch.randn(2, model.rssm.features_size))
         assert len(calls) == int(fast), fast
 
 
 def test_channels_last_encoder_and_plain_decoder_equal_nchw(device):
-    """model.channels_last changes the memory order only: same outputs and gradients."""
+    """machine.channels_last changes the memory order only: same outputs and gradients."""
     torch.manual_seed(0)
     encoder = ConvEncoder(64, depth=4, channels_last=False)  # NCHW on the CPU: reference
     decoder = ConvDecoder(20, depth=4, channels_last=False)
@@ -238,7 +239,7 @@ def test_noise_bytes_are_uniform_in_every_byte_of_a_word(device):
 
 def _paths(device, overrides=None):
     """Reference (float32, plain) and fast (bf16 forced, every switch on) on the same weights."""
-    config = make_config("smoke", {"train.precision": "bfloat16", **(overrides or {})})
+    config = make_config("smoke", {"machine.precision": "bfloat16", **(overrides or {})})
     ref_config = copy.deepcopy(config)
     apply_overrides(ref_config, REFERENCE_OVERRIDES)
     torch.manual_seed(0)

@@ -61,7 +61,7 @@ def test_dry_run_bench_has_finite_figures_and_each_switch(dry_run):
         assert figure["fast"] > 0 and math.isfinite(figure["fast"]), key
         assert figure["reference"] > 0 and math.isfinite(figure["ratio"]), key
     assert bench["skipped"] == {"env_step": "--skip-env"}
-    assert list(bench["switches"]) == ["model.fast_deconv", "model.channels_last"]
+    assert list(bench["switches"]) == ["machine.fast_deconv", "machine.channels_last"]
     for key, switch in bench["switches"].items():
         assert switch["default"] is True and switch["flipped"] is False, key
         assert 0 < switch["episode_ratio"] < 100, key

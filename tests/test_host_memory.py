@@ -1,4 +1,4 @@
-"""train.reuse_host_memory: freed host memory is reused instead of faulted in afresh."""
+"""machine.reuse_host_memory: freed host memory is reused instead of faulted in afresh."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_training_and_bench_apply_it_only_where_asked(monkeypatch):
     config = make_config("smoke", {"env.name": "toy:dot", "device": "cpu"})
     components.build(config)
     assert calls == [1]
-    config.train.reuse_host_memory = False
+    config.machine.reuse_host_memory = False
     components.build(config)
     assert calls == [1]
-    assert REFERENCE_OVERRIDES["train.reuse_host_memory"] is False
+    assert REFERENCE_OVERRIDES["machine.reuse_host_memory"] is False

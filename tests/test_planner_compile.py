@@ -1,5 +1,5 @@
-"""planner.compile: the torch.compile'd rollout plans like the eager one, sees weight updates,
-and falls back to eager (with a warning) where it cannot compile."""
+"""machine.compile_planner: the torch.compile'd rollout plans like the eager one, sees weight
+updates, and falls back to eager (with a warning) where it cannot compile."""
 
 from __future__ import annotations
 
@@ -28,9 +28,8 @@ def make_planners(seed: int = 0, log=None, device=None):
     with torch.no_grad():  # returns that differ clearly between candidates
         reward_model.net[-1].weight.mul_(20.0)
     config = PlannerConfig(horizon=5, iterations=3, candidates=64, top_candidates=8)
-    compiled_config = PlannerConfig(**{**vars(config), "compile": True})
     eager = CEMPlanner(rssm, reward_model, ACTION_SIZE, config)
-    compiled = CEMPlanner(rssm, reward_model, ACTION_SIZE, compiled_config, log=log)
+    compiled = CEMPlanner(rssm, reward_model, ACTION_SIZE, config, log=log, compile=True)
     return rssm, reward_model, eager, compiled
 
 
@@ -75,7 +74,7 @@ def test_compiled_rollout_matches_eager_and_follows_weight_updates(device):
     assert len(messages) == 2, messages
     assert messages[0].startswith("planner rollout: compiling for input shapes (5, 192, 2), "
                                   "(192, 24), (192, 6), (5, 192, 6)")
-    assert "(--set planner.compile=false turns it off)" in messages[0]
+    assert "(--set machine.compile_planner=false turns it off)" in messages[0]
     assert re.fullmatch(r"planner rollout: compiled in \d+\.\d s", messages[1]), messages[1]
 
 
@@ -120,4 +119,4 @@ def test_without_a_compiler_the_planner_runs_eagerly_and_says_why(tmp_path, cpu_
     assert "equal True" in lines and "fell_back True" in lines, out.stdout
     warning = next(line for line in lines if line.startswith("warning"))
     assert "planner rollout failed, so it runs eagerly" in warning
-    assert "/nonexistent/c++" in warning and "planner.compile=false" in warning
+    assert "/nonexistent/c++" in warning and "machine.compile_planner=false" in warning

@@ -3,7 +3,7 @@
 The killed runs are `python -m planet train` subprocesses that SIGKILL themselves at a chosen
 point (PLANET_TEST_KILL_AT="phase:episode:index", see planet.resume): a real kill, at a point
 that polling from outside could not hit reliably on a loaded 2-core machine. Every run uses
-toy:dot (30-step episodes) with the smoke preset, float32 and train.deterministic, so a run
+toy:dot (30-step episodes) with the smoke preset, float32 and machine.deterministic, so a run
 that was never interrupted is an exact reference for the numbers a resumed run must log.
 """
 
@@ -39,8 +39,8 @@ ARGS = [
     "--preset", "smoke", "--env", "toy:dot", "--episodes", str(EPISODES), "--seed", "3",
     "--set", "train.seed_episodes=1", "--set", f"train.collect_interval={UPDATES}",
     "--set", f"env.max_episode_steps={STEPS}", "--set", "train.test_interval=1",
-    "--set", "train.image_log_interval=1", "--set", "train.precision=float32",
-    "--set", "train.deterministic=true",
+    "--set", "train.image_log_interval=1", "--set", "machine.precision=float32",
+    "--set", "machine.deterministic=true",
 ]
 VOLATILE = ("time_", "wall_time")  # wall-clock values differ between any two runs
 

@@ -370,3 +370,27 @@ def test_a_killed_attempt_counts_as_pending_until_its_retry_starts(tmp_path: Pat
     append_attempt(tmp_path, {"event": "end", "session": "s", "outcome": "error"})
     assert running_or_pending(tmp_path, "s") == "pending"
     assert running_or_pending(tmp_path, "another session") == "pending"
+
+
+def test_a_sweep_saved_with_the_old_machine_switch_names_is_the_same_sweep(tmp_path: Path):
+    """sweep.json written when the machine switches were model.*/train.*/planner.* fields: the
+    same command plans the same runs, with no difference to refuse or report."""
+    from planet.errors import TrainError
+    from planet.sweep import check_against_saved, plan_sweep, write_sweep_file
+
+    plan = plan_sweep(["toy:dot"], [0, 1], 4, "cpu", {"train.test_interval": "5"}, {})
+    write_sweep_file(tmp_path, plan, ["planet", "sweep"])
+    saved = json.loads((tmp_path / "sweep.json").read_text())
+    for run in saved["runs"].values():
+        machine = run["config"].pop("machine")
+        run["config"]["model"]["fast_deconv"] = machine["fast_deconv"]
+        run["config"]["model"]["channels_last"] = machine["channels_last"]
+        run["config"]["planner"]["compile"] = machine["compile_planner"]
+        for name in ("precision", "deterministic", "reuse_host_memory"):
+            run["config"]["train"][name] = machine[name]
+    (tmp_path / "sweep.json").write_text(json.dumps(saved))
+    assert check_against_saved(tmp_path, plan) == []
+    changed = plan_sweep(["toy:dot"], [0, 1], 4, "cpu", {"train.test_interval": "5",
+                                                          "planner.horizon": "3"}, {})
+    with pytest.raises(TrainError, match="planner.horizon: 12 -> 3"):
+        check_against_saved(tmp_path, changed)

@@ -42,7 +42,7 @@ class ConvEncoder(nn.Module):
         images = obs.reshape(-1, *obs.shape[-3:])  # (N, 3, 64, 64), N = prod(batch_shape)
         if images.shape[-2:] != (64, 64):
             raise ValueError(f"ConvEncoder expects 64x64 images, got {tuple(images.shape[-2:])}")
-        images = fast_paths.conv_layout(images, self.channels_last)  # config model.channels_last
+        images = fast_paths.conv_layout(images, self.channels_last)  # config machine.channels_last
         features = self.convs(images).flatten(1)  # (N, 1024)
         return self.project(features).reshape(*batch_shape, self.embedding_size)
 

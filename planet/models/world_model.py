@@ -9,15 +9,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from planet.config import ModelConfig
+from planet.config import MachineConfig, ModelConfig
 from planet.models.decoders import ConvDecoder, MLPDecoder, RewardModel
 from planet.models.encoder import ConvEncoder, MLPEncoder
 from planet.models.rssm import RSSM, Rollout
 
 
 class WorldModel(nn.Module):
-    def __init__(self, config: ModelConfig, action_size: int, obs_shape: tuple[int, ...]):
+    def __init__(self, config: ModelConfig, action_size: int, obs_shape: tuple[int, ...],
+                 machine: MachineConfig | None = None):
+        """`machine` picks the conv nets' fast forms (fast_deconv, channels_last), which compute
+        the same function with the same weights."""
         super().__init__()
+        machine = machine or MachineConfig()
         self.symbolic = len(obs_shape) == 1
         self.action_size = action_size
         self.obs_shape = tuple(obs_shape)
@@ -29,7 +33,7 @@ class WorldModel(nn.Module):
             if tuple(obs_shape) != (3, 64, 64):
                 raise ValueError(f"pixel observations must be (3, 64, 64), got {obs_shape}")
             self.encoder = ConvEncoder(
-                config.embedding_size, config.cnn_depth, config.activation, config.channels_last
+                config.embedding_size, config.cnn_depth, config.activation, machine.channels_last
             )
         self.rssm = RSSM(
             action_size=action_size,
@@ -48,7 +52,7 @@ class WorldModel(nn.Module):
         else:
             self.decoder = ConvDecoder(
                 features, config.cnn_depth, config.activation,
-                fast=config.fast_deconv, channels_last=config.channels_last,
+                fast=machine.fast_deconv, channels_last=machine.channels_last,
             )
         self.reward_model = RewardModel(features, config.reward_hidden_size, config.activation)
 
