@@ -6,9 +6,11 @@ For each task (and grid value) and each requested env-step count S, every run co
 mean return of its last noise-free evaluation at or before S (no interpolation); runs that have
 not reached S yet are left out of that cell, and the cell says how many seeds it holds. The
 mean and the standard deviation (ddof 0) are over those runs. Published figures for the same S
-(planet.references) sit beside them. The figure has one panel per task: the mean over seeds of
-the evaluation return against env steps, the min-max band over seeds, and the references as
-markers. Runs still training are included up to where they are, and marked so.
+(planet.references) sit beside them, and so does a random policy's return: the mean over the
+runs' seed episodes, which act uniformly at random in the same env (same action repeat and
+episode length). The figure has one panel per task: the mean over seeds of the evaluation return
+against env steps, the min-max band over seeds, the references as markers and the random policy
+as a dashed line. Runs still training are included up to where they are, and marked so.
 
 Writes OUT.md, OUT.json and OUT.png (default: report.* inside the sweep folder).
 """
@@ -52,6 +54,7 @@ class Run:
     wall: list[tuple[int, float]]  # (env steps, seconds since the run started), per episode
     env_steps: int  # reached so far
     episodes: int  # collected so far
+    random_returns: list[float] = field(default_factory=list)  # of its uniform-random episodes
 
     @property
     def still_going(self) -> bool:
@@ -106,6 +109,7 @@ def load_runs(sweep_dir: Path) -> list[Run]:
                   if "wall_time" in r],
             env_steps=max((int(r["env_steps"]) for r in records), default=0),
             episodes=len({r["episode"] for r in records}),
+            random_returns=[float(r["return"]) for r in records if r.get("random_policy")],
         ))
     return runs
 
@@ -136,6 +140,15 @@ def minutes_at(run: Run, env_steps: int) -> float | None:
     return earlier[-1] / 60 if earlier and run.env_steps >= env_steps else None
 
 
+def random_policy(runs: list[Run]) -> dict[str, Any]:
+    """Mean and std (ddof 0) of the return over every seed episode (uniform random actions) of
+    the runs, and how many episodes that is."""
+    returns = np.array([value for run in runs for value in run.random_returns], float)
+    if not len(returns):
+        return {"mean": None, "std": None, "episodes": 0}
+    return {"mean": float(returns.mean()), "std": float(returns.std()), "episodes": len(returns)}
+
+
 def summarise(groups: list[Group], at_env_steps: list[int]) -> dict[str, Any]:
     """The report's numbers, as written to JSON."""
     rows = []
@@ -158,6 +171,7 @@ def summarise(groups: list[Group], at_env_steps: list[int]) -> dict[str, Any]:
         rows.append({
             "task": group.task, "grid": group.grid, "runs": [run.name for run in group.runs],
             "still_going": {run.name: run.env_steps for run in group.runs if run.still_going},
+            "random_policy": random_policy(group.runs),
             "at": cells,
             "references": {str(steps): {ref.label: ref.returns.get(group.task)
                                         for ref in references_at(steps)}
@@ -187,14 +201,15 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
     lines = [f"# Report: {sweep_dir.name}", "",
              f"Each cell: {summary['method']}. Shown as mean ± std (seeds). Minutes: mean "
              "wall-clock time of the runs to reach the step count on the machine that ran "
-             "them, evaluations included.", ""]
+             "them, evaluations included. Random policy: mean ± std of the return over the "
+             "runs' seed episodes (uniform random actions, same env), with their count.", ""]
     means = task_means(summary)
     for steps in summary["at_env_steps"]:
         key = str(steps)
         refs = references_at(steps)
         lines.append(f"## At {steps:,} env steps")
         lines.append("")
-        header = ["task", "this sweep", "minutes", *[ref.label for ref in refs]]
+        header = ["task", "this sweep", "minutes", "random policy", *[ref.label for ref in refs]]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         for row in summary["groups"]:
@@ -208,12 +223,16 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
             label = f"{row['task']} [{row['grid']}]" if row["grid"] else row["task"]
             values = [_number(row["references"][key].get(ref.label)) for ref in refs]
             lines.append("| " + " | ".join([label, ours, _number(cell["wall_minutes"]),
-                                            *values]) + " |")
+                                            _random_cell(row["random_policy"]), *values]) + " |")
         for grid, mean in means[key].items():
             label = f"mean over tasks [{grid}]" if grid else "mean over tasks"
             ref_means = [_reference_mean(ref, summary) for ref in refs]
-            lines.append("| " + " | ".join([f"**{label}**", f"**{mean:.0f}**", "", *ref_means])
-                         + " |")
+            random_means = [row["random_policy"]["mean"] for row in summary["groups"]
+                            if row["grid"] == grid]
+            random_mean = (f"{np.mean(random_means):.0f}"
+                           if all(value is not None for value in random_means) else "")
+            lines.append("| " + " | ".join([f"**{label}**", f"**{mean:.0f}**", "", random_mean,
+                                            *ref_means]) + " |")
         lines.append("")
     going = {name: steps for row in summary["groups"] for name, steps in row["still_going"].items()}
     if going:
@@ -228,6 +247,12 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
 
 def _number(value: float | None) -> str:
     return "" if value is None else f"{value:.0f}"
+
+
+def _random_cell(random: dict[str, Any]) -> str:
+    if random["mean"] is None:
+        return ""
+    return f"{random['mean']:.0f} ± {random['std']:.0f} ({random['episodes']})"
 
 
 def _reference_mean(reference, summary: dict[str, Any]) -> str:
@@ -265,7 +290,8 @@ def figure(groups: list[Group], path: Path) -> None:
                "PlaNet (PlaNet)": "*"}
     for ax, task in zip(axes.flat, tasks, strict=False):
         reach = 0
-        for index, group in enumerate(g for g in groups if g.task == task):
+        task_groups = [g for g in groups if g.task == task]
+        for index, group in enumerate(task_groups):
             steps, mean, low, high = curve(group.runs)
             if not len(steps):
                 continue
@@ -284,6 +310,10 @@ def figure(groups: list[Group], path: Path) -> None:
             ax.plot([reference.env_steps], [value], markers.get(reference.label, "o"),
                     color="black", markersize=6, linestyle="none", fillstyle="none",
                     label=f"{reference.label} {reference.env_steps // 1000}k: {value:.0f}")
+        random = random_policy([run for group in task_groups for run in group.runs])
+        if reach and random["mean"] is not None:
+            ax.axhline(random["mean"], color="gray", linestyle="--", linewidth=1,
+                       label=f"random policy: {random['mean']:.0f}")
         if not reach:
             ax.text(0.5, 0.5, "no evaluation yet", transform=ax.transAxes, ha="center",
                     va="center", color="gray")

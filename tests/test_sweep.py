@@ -111,6 +111,12 @@ def test_report_numbers_equal_the_runs_metrics(finished_sweep: Path, tmp_path: P
     rows = {row["task"]: row for row in report["groups"]}
     assert sorted(rows) == ["cartpole-swingup", "toy:dot"]
     for task, folder in (("toy:dot", "toy_dot"), ("cartpole-swingup", "cartpole-swingup")):
+        random_returns = [json.loads(line)["return"] for seed in (0, 1) for line in
+                          (finished_sweep / f"{folder}/s{seed}/metrics.jsonl").read_text()
+                          .splitlines() if json.loads(line).get("random_policy")]
+        assert len(random_returns) == 2  # one seed episode per run
+        assert rows[task]["random_policy"]["mean"] == pytest.approx(np.mean(random_returns))
+        assert rows[task]["random_policy"]["std"] == pytest.approx(np.std(random_returns))
         for steps in (toy_first, toy_last):
             expected = []
             for seed in (0, 1):
@@ -223,7 +229,8 @@ def test_bad_sweep_input_is_one_line(tmp_path: Path, capsys):
 
 
 def write_run(folder: Path, task: str, episodes: int, evals: dict[int, float], steps: int):
-    """A run folder with a config and metrics: one line per 1000-step episode up to `steps`."""
+    """A run folder with a config and metrics: one line per 1000-step episode up to `steps`;
+    episodes 0 and 1 act at random and return 2 and 4."""
     from planet.config import make_config
 
     folder.mkdir(parents=True)
@@ -233,6 +240,8 @@ def write_run(folder: Path, task: str, episodes: int, evals: dict[int, float], s
         for episode in range(steps // 1000):
             record = {"episode": episode, "env_steps": (episode + 1) * 1000, "return": 1.0,
                       "wall_time": 60.0 * (episode + 1)}
+            if episode < 2:
+                record.update({"random_policy": True, "return": 2.0 * (episode + 1)})
             if (episode + 1) * 1000 in evals:
                 record["eval_return"] = evals[(episode + 1) * 1000]
             handle.write(json.dumps(record) + "\n")
@@ -254,12 +263,13 @@ def test_report_takes_the_last_evaluation_at_or_before_and_marks_unfinished_runs
                                   "wall_minutes": 10.0}
     assert row["at"]["5000"]["wall_minutes"] == 5.0  # both runs took 5 minutes to 5000 steps
     assert row["still_going"] == {"b": 5000}
+    assert row["random_policy"] == {"mean": 3.0, "std": 1.0, "episodes": 4}
     assert row["references"]["100000"] == {"PlaNet (CURL)": 224, "PlaNet (DrQ)": 125,
                                            "Dreamer (CURL)": 277}
     assert cli.main(["report", str(tmp_path), "--at-env-steps", "5000,100000"]) == 0
     text = (tmp_path / "report.md").read_text()
-    assert "| walker-walk | 35 ± 5 (2) * | 5 |\n" in text  # no published figure at 5k
-    assert "| walker-walk | not reached * |  | 224 | 125 | 277 |" in text
+    assert "| walker-walk | 35 ± 5 (2) * | 5 | 3 ± 1 (4) |\n" in text  # no published figure at 5k
+    assert "| walker-walk | not reached * |  | 3 ± 1 (4) | 224 | 125 | 277 |" in text
     assert "b (at 5,000 steps)" in text
 
 
