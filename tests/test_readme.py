@@ -142,29 +142,49 @@ def xvfb_display():
         server.wait(timeout=10)
 
 
-def run_with_budget(argv: list[str], cwd: Path, env: dict, budget: float) -> tuple[str, int | None]:
-    """Run argv for at most `budget` seconds; returns (output, exit code or None if stopped)."""
+def as_at_a_terminal() -> None:
+    """In the child, before exec: Ctrl-C (and Ctrl-\\) act as at a terminal. A script's
+    background job ignores SIGINT and SIGQUIT, and its children inherit that: a suite started
+    that way would otherwise see every stopped command wait out STOP_GRACE."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
+@dataclass
+class Outcome:
+    output: str  # what it printed within its budget
+    code: int | None  # exit code, or None if it was still running at the end of its budget
+    stop_seconds: float | None = None  # from Ctrl-C to exit, for a stopped command
+    after_stop: str = ""  # what it printed after Ctrl-C
+
+
+def run_with_budget(argv: list[str], cwd: Path, env: dict, budget: float) -> Outcome:
+    """Run argv for at most `budget` seconds, then press Ctrl-C."""
     log = cwd / ".readme-command.log"
     with open(log, "w") as out:
         process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=as_at_a_terminal)
         try:
             code = process.wait(timeout=budget)
         except subprocess.TimeoutExpired:
             code = None
-    output = log.read_text()  # what it printed within its budget
+    outcome = Outcome(log.read_text(), code)
     if code is None:
+        stopped = time.monotonic()
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
         try:
             process.wait(timeout=STOP_GRACE)
+            outcome.stop_seconds = time.monotonic() - stopped
         except subprocess.TimeoutExpired:
             pass
+        outcome.after_stop = log.read_text()[len(outcome.output):]
     try:  # whatever it started in its own process group (data loaders, compile workers)
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     process.wait()
-    return output, code
+    return outcome
 
 
 def params():
@@ -185,14 +205,19 @@ def test_readme_command(command: str, workdir: Path, request):
         env["DISPLAY"] = request.getfixturevalue("xvfb_display")
     argv = [planet_executable(), *shlex.split(command)[1:], *special.extra]
     started = time.time()
-    output, code = run_with_budget(argv, workdir, env, special.budget)
+    outcome = run_with_budget(argv, workdir, env, special.budget)
     took = time.time() - started
+    code, output = outcome.code, outcome.output
     shown = f"$ {shlex.join(argv[1:])}\n(exit {code}, {took:.0f} s)\n{output[-3000:]}"
     if special.must_finish:
         assert code == 0, f"must exit 0 within {special.budget:.0f} s: {shown}"
     else:
         assert code in (0, None), shown
     assert not ERROR.search(output), shown
+    if code is None:  # Ctrl-C is answered at once
+        assert outcome.stop_seconds is not None, (
+            f"still running {STOP_GRACE:.0f} s after Ctrl-C: {shown}{outcome.after_stop}")
+        print(f"stopped {outcome.stop_seconds:.1f} s after Ctrl-C: {outcome.after_stop[-300:]}")
 
 
 def test_lists_match_the_readme():
