@@ -122,7 +122,7 @@ class PlannerConfig:
 class MachineConfig:
     """How a run uses the machine: speed, memory and number format, not the model or the data.
     Every switch here may change between a run and its resume; planet/fast_paths.py holds the
-    forms the first two select."""
+    forms that fast_deconv and channels_last select."""
 
     precision: str = "auto"
     """Matrix-product dtype: auto (bf16 where the hardware runs it fast), bfloat16 or float32.
