@@ -275,7 +275,9 @@ def curve(runs: list[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return steps, np.array(mean), np.array(low), np.array(high)
 
 
-def figure(groups: list[Group], path: Path) -> None:
+def figure(groups: list[Group], path: Path, until: int) -> None:
+    """One panel per task, all with the env-step axis 0..`until` (the report's last step
+    count), so that panels compare at a glance and every reference up to `until` shows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -305,7 +307,7 @@ def figure(groups: list[Group], path: Path) -> None:
             ax.fill_between(steps, low, high, color=color, alpha=0.2)
         for reference in REFERENCES:
             value = reference.returns.get(task)
-            if value is None or (reach and reference.env_steps > 2 * reach) or not reach:
+            if value is None or reference.env_steps > until or not reach:
                 continue
             ax.plot([reference.env_steps], [value], markers.get(reference.label, "o"),
                     color="black", markersize=6, linestyle="none", fillstyle="none",
@@ -320,7 +322,7 @@ def figure(groups: list[Group], path: Path) -> None:
         ax.set_title(task)
         ax.set_xlabel("env steps")
         ax.set_ylabel("eval return")
-        ax.set_xlim(left=0)
+        ax.set_xlim(0, until * 1.04)
         ax.grid(alpha=0.3)
         if reach:
             ax.legend(fontsize=7, loc="upper left")
@@ -356,7 +358,7 @@ def main(args: argparse.Namespace) -> int:
     text = markdown(summary, sweep_dir.resolve())
     md_path.write_text(text)
     json_path.write_text(json.dumps(summary, indent=2) + "\n")
-    figure(groups, png_path)
+    figure(groups, png_path, max(at_env_steps))
     print(text)
     print(f"wrote {md_path}, {json_path}, {png_path}")
     return 0
