@@ -31,7 +31,14 @@ from planet.errors import TrainError, UsageError
 
 def _fields_epilog() -> str:
     lines = ["config fields (set any with --set section.field=value):"]
-    for name, kind, default, doc in field_docs():
+    config, section = Config(), None
+    for name, kind, default, doc in field_docs(config):
+        head = name.split(".")[0] if "." in name else ""
+        if head != section:
+            section = head
+            about = (" ".join((type(getattr(config, head)).__doc__ or "").split()) if head
+                     else "the run's seed and device, and the presets applied")
+            lines.append(f" {head or 'top level'}: {about}")
         lines.append(f"  {name} ({kind}, default {default!r})")
         if doc:
             lines.append(f"      {doc}")

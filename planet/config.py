@@ -28,6 +28,8 @@ from typing import Any
 
 @dataclass
 class EnvConfig:
+    """The task and how it is observed."""
+
     name: str = "cartpole-swingup"
     """Task: `cartpole-swingup`, `dmc:walker-walk`, `gym:Pendulum-v1`, `toy:dot` (planet.envs)."""
     action_repeat: int = 0
@@ -43,6 +45,8 @@ class EnvConfig:
 
 @dataclass
 class ModelConfig:
+    """The world model's sizes: encoder, RSSM, observation and reward models (paper Sec. 3)."""
+
     embedding_size: int = 1024
     """Encoder output e_t (paper: 1024 for 64x64 images)."""
     belief_size: int = 200
@@ -63,6 +67,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
+    """Algorithm 1: collecting data, fitting the model, the ELBO's weights, evaluation."""
+
     episodes: int = 1000
     """Total episodes to collect, seed episodes included (paper: about 1000 for Table 1)."""
     seed_episodes: int = 5
@@ -108,6 +114,8 @@ class TrainConfig:
 
 @dataclass
 class PlannerConfig:
+    """The CEM planner in latent space (Algorithm 2)."""
+
     horizon: int = 12
     """Planning horizon H (paper: 12)."""
     iterations: int = 10

@@ -61,6 +61,14 @@ def test_train_help_lists_every_field_with_its_default():
     assert result.returncode == 0
     for name, _, default, _ in field_docs():
         assert f"{name} (" in result.stdout and f"default {default!r}" in result.stdout, name
+    # Each section is introduced once, in order, and its fields follow it.
+    headers = [line.split(":")[0].strip() for line in result.stdout.splitlines()
+               if line.startswith(" ") and not line.startswith("  ") and ":" in line
+               and line.split(":")[0].strip() in ("env", "model", "train", "planner", "machine",
+                                                  "top level")]
+    assert headers == ["env", "model", "train", "planner", "machine", "top level"]
+    machine_part = result.stdout.split("\n machine: ")[1].split("\n top level: ")[0]
+    assert "machine.compile_planner (bool" in machine_part and "train." not in machine_part
 
 
 @pytest.mark.parametrize(
