@@ -108,3 +108,19 @@ def test_importing_dm_control_does_not_turn_on_every_deprecation_warning():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True)
     assert "DeprecationWarning" not in out.stderr, out.stderr[-1000:]
+
+
+def test_cheetah_keeps_its_total_mass_without_a_warning_per_env():
+    # MuJoCo warns on every compile of dm_control's cheetah.xml (`settotalmass`, deprecated) and
+    # dm_control logs it through absl; that one line is hidden, so MuJoCo must still apply the
+    # attribute, and other absl warnings must still print.
+    script = ("import logging; logging.basicConfig(); "
+              "from planet.envs import make_env; "
+              "env = make_env('cheetah-run', seed=0); "
+              "print('total mass', env.unwrapped.physics.model.body_mass.sum()); "
+              "logging.getLogger('absl').warning('another MuJoCo warning')")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    assert "settotalmass" not in out.stderr, out.stderr[-1000:]
+    assert "another MuJoCo warning" in out.stderr
+    assert abs(float(out.stdout.split()[-1]) - 14.0) < 1e-6, out.stdout

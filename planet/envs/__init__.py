@@ -89,7 +89,8 @@ def make_env(
         env = _make_gym_env(task, symbolic)
     _check_action_space(name, env.action_space)
     if not np.allclose(env.action_space.low, -1) or not np.allclose(env.action_space.high, 1):
-        env = RescaleAction(env, -1.0, 1.0)
+        # float32 bounds: float64 ones make gymnasium warn that it lowers their precision.
+        env = RescaleAction(env, np.float32(-1.0), np.float32(1.0))
     if repeat > 1:
         env = RepeatAction(env, repeat)
     agent_steps = max(1, max_episode_steps // repeat)
