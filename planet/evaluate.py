@@ -1,6 +1,7 @@
 """Evaluate a trained agent: noise-free episodes, a returns table, eval.json and a video.
 
-    planet evaluate RUN_DIR [--episodes 10] [--seed S] [--video agent.mp4] [--checkpoint PATH]
+    planet evaluate RUN_DIR [--episodes 10] [--seed S] [--video agent.mp4] [--sheet agent.png]
+                            [--checkpoint PATH]
 
 All episodes run at once as a batch of envs (the planner plans for all of them in one call), each
 env seeded differently: env seed = episode_seed(S, i, Stream.EVALUATE), a stream apart from the
@@ -11,7 +12,9 @@ eval.json (RUN_DIR/eval.json unless --json) holds the per-episode returns and se
 std, min and max, and where they come from: the checkpoint file, the episodes and env steps it was
 trained for, and the hash of the run's config. The video (mp4/webm by ffmpeg, gif by Pillow, chosen
 by the extension) shows the agent's own 64x64 camera view, upscaled with nearest-neighbour
-(--size, default 256) and labelled, episode after episode.
+(--size, default 256) and labelled, episode after episode. The sheet (PNG) is the same frames as
+one still picture: a row per episode, --sheet-columns frames evenly spaced from reset to the last
+step, for a page or an issue where a video cannot play.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from tqdm.auto import tqdm
 from planet.components import env_from_config
 from planet.episodes import run_episodes
 from planet.errors import UsageError
-from planet.media import check_video_path, hwc, label_frame, upscale, write_video
+from planet.media import check_video_path, hwc, label_frame, upscale, write_image, write_video
 from planet.run_files import guard_outputs
 from planet.runs import load_run
 from planet.seeds import Stream, episode_seed
@@ -39,8 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="evaluation seed (default: the run's seed)")
     parser.add_argument("--video", metavar="PATH",
                         help="write the agent's camera view, .mp4 or .gif by extension")
+    parser.add_argument("--sheet", metavar="PATH",
+                        help="write a still .png: a row of frames per episode, from reset to "
+                        "the last step")
+    parser.add_argument("--sheet-columns", type=int, default=11, metavar="N",
+                        help="frames per row of the sheet (default 11)")
     parser.add_argument("--size", type=int, default=256,
-                        help="video frame size in pixels, a multiple of 64 (default 256)")
+                        help="video and sheet frame size in pixels, a multiple of 64 "
+                        "(default 256)")
     parser.add_argument("--fps", type=float, default=0,
                         help="video frame rate (default: real time, 50 / action repeat)")
     parser.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default: newest)")
@@ -60,25 +69,32 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed must be in 0 .. 2**32 - 1, got {args.seed}")
     if args.size < 64 or args.size % 64:
         raise UsageError(f"--size must be a positive multiple of 64, got {args.size}")
+    if args.sheet_columns < 2:
+        raise UsageError(f"--sheet-columns must be at least 2, got {args.sheet_columns}")
     video = check_video_path(args.video) if args.video else None
+    sheet = Path(args.sheet) if args.sheet else None
+    if sheet is not None and sheet.suffix.lower() != ".png":
+        raise UsageError(f"--sheet writes a PNG: give a path ending in .png, got {sheet}")
     overrides = {}
     if args.max_episode_steps is not None:
         overrides["env.max_episode_steps"] = args.max_episode_steps
     run_dir = Path(args.run_dir)
     json_path = Path(args.json) if args.json else run_dir / "eval.json"
     outputs = [("--json", json_path)] + ([("--video", video)] if video else [])
+    outputs += [("--sheet", sheet)] if sheet else []
     with guard_outputs(run_dir, outputs, "planet evaluate"):
-        return evaluate_run(args, run_dir, video, json_path, overrides)
+        return evaluate_run(args, run_dir, video, sheet, json_path, overrides)
 
 
-def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None, json_path: Path,
-                 overrides: dict) -> int:
+def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None,
+                 sheet: Path | None, json_path: Path, overrides: dict) -> int:
     run = load_run(run_dir, args.checkpoint, args.device, overrides)
     seed_base = run.config.seed if args.seed is None else args.seed
     seeds = [episode_seed(seed_base, index, Stream.EVALUATE) for index in range(args.episodes)]
     envs = [env_from_config(run.config, seed) for seed in seeds]
-    if video is not None and len(envs[0].observation_space.shape) != 3:
-        raise UsageError("--video needs a pixel run; this run uses --symbolic observations")
+    if (video or sheet) and len(envs[0].observation_space.shape) != 3:
+        option = "--video" if video else "--sheet"
+        raise UsageError(f"{option} needs a pixel run; this run uses --symbolic observations")
     print(f"evaluating {run.checkpoint} ({run.env_steps} env steps trained) on "
           f"{run.config.env.name}: {args.episodes} episodes")
     # The planner's candidates come from torch's RNG: seeded from --seed, the same command gives
@@ -119,12 +135,18 @@ def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None, js
         "max_episode_steps": run.config.env.max_episode_steps,
         **{f"return_{key}": value for key, value in stats.items()},
         "video": str(video) if video else None,
+        "sheet": str(sheet) if sheet else None,
     }
     if video is not None:
         fps = args.fps or 50.0 / envs[0].action_repeat  # dm_control runs at 50 Hz (0.02 s steps)
         frames = agent_video_frames(episodes, args.size // 64)
         write_video(video, frames, fps)
         print(f"wrote {video} ({len(frames)} frames, {args.size}x{args.size})")
+    if sheet is not None:
+        image = agent_sheet(episodes, args.size // 64, args.sheet_columns)
+        write_image(sheet, image)
+        print(f"wrote {sheet} ({len(episodes)} rows of {args.sheet_columns} frames, "
+              f"{image.shape[1]}x{image.shape[0]})")
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {json_path}")
@@ -134,11 +156,34 @@ def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None, js
 def agent_video_frames(episodes: list[dict], scale: int) -> np.ndarray:
     """The episodes one after another, (sum of N_i + 1, 64 * scale, 64 * scale, 3) uint8, each
     frame labelled with the episode number, the step and the return so far."""
-    frames = []
-    for index, episode in enumerate(episodes):
-        images = upscale(hwc(episode["obs"]), scale)
-        running = np.cumsum(episode["reward"])
-        for step, image in enumerate(images):
-            text = f"ep {index + 1}/{len(episodes)} | t={step} | R={running[step]:.1f}"
-            frames.append(label_frame(image, text, scale=0.45 if scale >= 4 else 0.35))
-    return np.stack(frames)
+    return np.concatenate([labelled_frames(episodes, index, scale)
+                           for index in range(len(episodes))])
+
+
+def agent_sheet(episodes: list[dict], scale: int, columns: int, gap: int = 2) -> np.ndarray:
+    """One row per episode of `columns` labelled frames at evenly spaced steps, first (the reset)
+    and last included, `gap` dark pixels between frames: (E * (S + gap) - gap, C * (S + gap) -
+    gap, 3) uint8 for S = 64 * scale."""
+    size = 64 * scale
+    sheet = np.full((len(episodes) * (size + gap) - gap, columns * (size + gap) - gap, 3), 16,
+                    np.uint8)
+    for row in range(len(episodes)):
+        frames = labelled_frames(episodes, row, scale)
+        steps = np.linspace(0, len(frames) - 1, columns).round().astype(int)
+        for column, step in enumerate(steps):
+            top, left = row * (size + gap), column * (size + gap)
+            sheet[top:top + size, left:left + size] = frames[step]
+    return sheet
+
+
+def labelled_frames(episodes: list[dict], index: int, scale: int) -> np.ndarray:
+    """Episode `index`'s frames, (N + 1, 64 * scale, 64 * scale, 3) uint8, labelled with the
+    episode number, the step and the return so far."""
+    episode = episodes[index]
+    images = upscale(hwc(episode["obs"]), scale)
+    running = np.cumsum(episode["reward"])
+    return np.stack([
+        label_frame(image, f"ep {index + 1}/{len(episodes)} | t={step} | R={running[step]:.1f}",
+                    scale=0.45 if scale >= 4 else 0.35)
+        for step, image in enumerate(images)
+    ])

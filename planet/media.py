@@ -119,6 +119,16 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 20.0) -> Path
     return path
 
 
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Write one uint8 (H, W, 3) image as a PNG, pixel for pixel."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(path, format="PNG")
+    return path
+
+
 def gif_bytes(frames: np.ndarray, fps: float = 20.0) -> bytes:
     """An animated, looping GIF of uint8 frames (N, H, W, 3)."""
     from PIL import Image

@@ -64,6 +64,27 @@ def test_evaluate_writes_returns_and_video(smoke_run, tmp_path, capsys):
     assert len(gif) == 11 and gif[0].shape[:2] == (128, 128)
 
 
+def test_evaluate_sheet_is_a_row_of_frames_per_episode(smoke_run, tmp_path, capsys):
+    sheet, video = tmp_path / "agent.png", tmp_path / "agent.gif"
+    code, out, err = run_cli(capsys, "evaluate", smoke_run, "--episodes", 2, "--sheet", sheet,
+                             "--sheet-columns", 4, "--video", video, "--size", 64,
+                             "--json", tmp_path / "eval.json", *QUICK)
+    assert code == 0, err
+    image = np.asarray(PIL.Image.open(sheet).convert("RGB"))
+    # 2 rows x 4 columns of 64 px frames, 2 px apart.
+    assert image.shape == (2 * 64 + 2, 4 * 64 + 2 * 3, 3)
+    assert "wrote " + str(sheet) in out
+    assert json.loads((tmp_path / "eval.json").read_text())["sheet"] == str(sheet)
+    # The cells are the video's frames 0, 3, 7 and 10 of each 11-frame episode (0-based steps
+    # spread evenly from reset to the end), the second row episode 2's.
+    frames = imageio.mimread(video)
+    for row, episode_start in enumerate((0, 11)):
+        for column, step in enumerate((0, 3, 7, 10)):
+            cell = image[row * 66:row * 66 + 64, column * 66:column * 66 + 64]
+            assert np.abs(cell.astype(int) - frames[episode_start + step][..., :3]).mean() < 3
+    assert (image[64:66] == 16).all() and (image[:, 64:66] == 16).all()  # the gaps
+
+
 def test_training_logs_eval_video_and_open_loop_to_tensorboard(smoke_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -105,6 +126,10 @@ def test_evaluate_errors_are_one_line(smoke_run, tmp_path, capsys):
     # A named checkpoint that does not exist; a video format we cannot write.
     code, _, err = run_cli(capsys, "evaluate", smoke_run, "--checkpoint", tmp_path / "x.pt")
     assert_one_line_error(code, err, "not found")
+    code, _, err = run_cli(capsys, "evaluate", smoke_run, "--sheet", tmp_path / "a.jpg")
+    assert_one_line_error(code, err, "--sheet", ".png", "a.jpg")
+    code, _, err = run_cli(capsys, "evaluate", smoke_run, "--sheet-columns", 1)
+    assert_one_line_error(code, err, "--sheet-columns", "at least 2")
     code, _, err = run_cli(capsys, "evaluate", smoke_run, "--video", tmp_path / "a.txt")
     assert_one_line_error(code, err, ".mp4")
     code, _, err = run_cli(capsys, "evaluate", smoke_run, "--episodes", 0)
