@@ -12,13 +12,16 @@ episode length). The figure has one panel per task: the mean over seeds of the e
 against env steps, the min-max band over seeds, the references as markers and the random policy
 as a dashed line. Runs still training are included up to where they are, and marked so.
 
-Writes OUT.md, OUT.json and OUT.png (default: report.* inside the sweep folder).
+Writes OUT.md, OUT.json and OUT.png (default: report.* inside the sweep folder). The Markdown
+and the JSON name the commands they come from: the sweep's own (from sweep.json, when the folder
+holds one) and this report's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,12 +200,34 @@ def task_means(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
     return means
 
 
+def sweep_command(sweep_dir: Path) -> list[str] | None:
+    """The command that made the sweep, as sweep.json recorded it (None without one)."""
+    try:
+        command = json.loads((sweep_dir / "sweep.json").read_text()).get("command")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return [str(part) for part in command] if isinstance(command, list) else None
+
+
+def report_title(sweep_dir: Path, command: list[str] | None) -> str:
+    """The sweep's name: its --out folder's, else the folder the report reads."""
+    if command and "--out" in command[:-1]:
+        return Path(command[command.index("--out") + 1]).name
+    return sweep_dir.name
+
+
 def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
-    lines = [f"# Report: {sweep_dir.name}", "",
-             f"Each cell: {summary['method']}. Shown as mean ± std (seeds). Minutes: mean "
-             "wall-clock time of the runs to reach the step count on the machine that ran "
-             "them, evaluations included. Random policy: mean ± std of the return over the "
-             "runs' seed episodes (uniform random actions, same env), with their count.", ""]
+    commands = summary.get("commands", {})
+    lines = [f"# Report: {report_title(sweep_dir, commands.get('sweep'))}", ""]
+    if commands.get("sweep"):
+        lines += ["Runs made by:", "", "```bash", shlex.join(commands["sweep"]), "```", ""]
+    if commands.get("report"):
+        lines += ["This report made by:", "", "```bash", shlex.join(commands["report"]), "```",
+                  ""]
+    lines += [f"Each cell: {summary['method']}. Shown as mean ± std (seeds). Minutes: mean "
+              "wall-clock time of the runs to reach the step count on the machine that ran "
+              "them, evaluations included. Random policy: mean ± std of the return over the "
+              "runs' seed episodes (uniform random actions, same env), with their count.", ""]
     means = task_means(summary)
     for steps in summary["at_env_steps"]:
         key = str(steps)
@@ -353,6 +378,9 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else sweep_dir / "report"
     groups = group_runs(load_runs(sweep_dir))
     summary = summarise(groups, at_env_steps)
+    report = ["planet", "report", args.sweep_dir, "--at-env-steps",
+              ",".join(map(str, at_env_steps))] + (["--out", args.out] if args.out else [])
+    summary["commands"] = {"sweep": sweep_command(sweep_dir), "report": report}
     out.parent.mkdir(parents=True, exist_ok=True)
     md_path, json_path, png_path = (out.with_name(out.name + s) for s in (".md", ".json", ".png"))
     text = markdown(summary, sweep_dir.resolve())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -136,6 +137,14 @@ def test_report_numbers_equal_the_runs_metrics(finished_sweep: Path, tmp_path: P
     assert out.with_suffix(".png").stat().st_size > 10_000
     text = out.with_suffix(".md").read_text()
     assert "| toy:dot |" in text and "| cartpole-swingup |" in text
+    # Both commands, as run: the sweep's from its sweep.json, named after its --out folder.
+    sweep = json.loads((finished_sweep / "sweep.json").read_text())["command"]
+    assert report["commands"]["sweep"] == sweep
+    assert report["commands"]["report"] == [
+        "planet", "report", str(finished_sweep), "--at-env-steps", f"{toy_first},{toy_last}",
+        "--out", str(out)]
+    assert text.startswith(f"# Report: {finished_sweep.name}\n")
+    assert shlex.join(sweep) in text and shlex.join(report["commands"]["report"]) in text
 
 
 def test_driver_killed_midway_then_rerun_finishes_each_episode_once(tmp_path: Path):
@@ -364,6 +373,10 @@ def test_report_lists_the_runs_a_sweep_has_not_started(tmp_path: Path, capsys):
     assert "| walker-walk | 8 ± 0 (1) * | 2 |" in text
     assert "| finger-spin | not reached * |  |" in text
     assert "finger-spin/s0 (not started)" in text and "walker-walk/s0 (at 2,000 steps)" in text
+    # No command in this sweep.json: the title is the folder's name, the report's command shows.
+    assert text.startswith(f"# Report: {tmp_path.name}\n")
+    assert "Runs made by" not in text
+    assert f"planet report {tmp_path} --at-env-steps 2000" in text
 
 
 def test_a_killed_attempt_counts_as_pending_until_its_retry_starts(tmp_path: Path):
