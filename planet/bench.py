@@ -290,7 +290,6 @@ class BenchPath:
         from planet.agent import Agent
         from planet.learner import Learner
         from planet.models.world_model import WorldModel
-        from planet.planner import CEMPlanner
         from planet.utils import autocast_factory, resolve_precision
 
         self.config = config
@@ -300,11 +299,8 @@ class BenchPath:
         if state_dict is not None:
             self.model.load_state_dict(state_dict)
         self.learner = Learner(self.model, config.train, device, self.autocast)
-        self.planner = CEMPlanner(
-            self.model.rssm, self.model.reward_model, action_size, config.planner, self.autocast,
-            log, compile=config.machine.compile_planner,
-        )
         self.agent = Agent(self.model, config, device, self.autocast, log)
+        self.planner = self.agent.planner  # timed alone, and inside the agent's step
 
 
 

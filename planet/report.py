@@ -200,6 +200,12 @@ def task_means(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
     return means
 
 
+def random_mean(summary: dict[str, Any], grid: str) -> float | None:
+    """Mean over tasks of the random policy's return, for a grid whose every task has one."""
+    values = [row["random_policy"]["mean"] for row in summary["groups"] if row["grid"] == grid]
+    return float(np.mean(values)) if values and None not in values else None
+
+
 def sweep_command(sweep_dir: Path) -> list[str] | None:
     """The command that made the sweep, as sweep.json recorded it (None without one)."""
     try:
@@ -252,11 +258,8 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
         for grid, mean in means[key].items():
             label = f"mean over tasks [{grid}]" if grid else "mean over tasks"
             ref_means = [_reference_mean(ref, summary) for ref in refs]
-            random_means = [row["random_policy"]["mean"] for row in summary["groups"]
-                            if row["grid"] == grid]
-            random_mean = (f"{np.mean(random_means):.0f}"
-                           if all(value is not None for value in random_means) else "")
-            lines.append("| " + " | ".join([f"**{label}**", f"**{mean:.0f}**", "", random_mean,
+            lines.append("| " + " | ".join([f"**{label}**", f"**{mean:.0f}**", "",
+                                            _number(random_mean(summary, grid)),
                                             *ref_means]) + " |")
         lines.append("")
     going = {name: steps for row in summary["groups"] for name, steps in row["still_going"].items()}

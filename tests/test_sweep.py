@@ -282,6 +282,21 @@ def test_report_takes_the_last_evaluation_at_or_before_and_marks_unfinished_runs
     assert "b (at 5,000 steps)" in text
 
 
+def test_report_mean_over_tasks_row_has_ours_random_and_published_means(tmp_path):
+    # Two finished tasks with one seed each; the 100k references over just these two tasks:
+    # PlaNet (CURL) (224 + 136) / 2 = 180, PlaNet (DrQ) (125 + 95) / 2 = 110, Dreamer (CURL)
+    # (277 + 341) / 2 = 309. Random: both runs' seed episodes return 2 and 4, a mean of 3.
+    write_run(tmp_path / "w", "walker-walk", 100, {100_000: 50.0}, 100_000)
+    write_run(tmp_path / "f", "finger-spin", 100, {100_000: 150.0}, 100_000)
+    assert cli.main(["report", str(tmp_path), "--at-env-steps", "100000"]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "| **mean over tasks** | **100** |  | 3 | 180 | 110 | 309 |" in text
+    # With a task still short of the step count there is no mean over tasks.
+    write_run(tmp_path / "c", "cheetah-run", 100, {50_000: 10.0}, 50_000)
+    assert cli.main(["report", str(tmp_path), "--at-env-steps", "100000"]) == 0
+    assert "mean over tasks" not in (tmp_path / "report.md").read_text()
+
+
 def test_live_view_shows_counts_and_each_running_runs_episode_and_eval(tmp_path):
     write_run(tmp_path / "walker-walk" / "s0", "walker-walk", 10, {2000: 12.5}, 3000)
     statuses = [RunStatus("walker-walk/s0", 10, "running"), RunStatus("x/s1", 10, "done"),
