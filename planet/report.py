@@ -303,18 +303,32 @@ def curve(runs: list[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return steps, np.array(mean), np.array(low), np.array(high)
 
 
-def figure(groups: list[Group], path: Path, until: int) -> None:
-    """One panel per task, all with the env-step axis 0..`until` (the report's last step
-    count), so that panels compare at a glance and every reference up to `until` shows."""
+def figure(groups: list[Group], path: Path, at_env_steps: list[int]) -> None:
+    """Draw the report's figure (`draw_figure`) into a PNG at `path`."""
+    import matplotlib.pyplot as plt
+
+    fig = draw_figure(groups, at_env_steps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def draw_figure(groups: list[Group], at_env_steps: list[int]):
+    """One panel per task, all with the env-step axis from 0 to the report's last step count,
+    ticked at the table's step counts ("25k"), so that panels compare at a glance, read
+    against the table, and show every reference up to that count."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    until = max(at_env_steps)
 
     tasks = list(dict.fromkeys(group.task for group in groups))
     columns = max(1, min(3, len(tasks)))
     rows = max(1, (len(tasks) + columns - 1) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4.6 * rows), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     markers = {"PlaNet (CURL)": "s", "PlaNet (DrQ)": "^", "Dreamer (CURL)": "D",
                "PlaNet (PlaNet)": "*"}
@@ -331,7 +345,7 @@ def figure(groups: list[Group], path: Path, until: int) -> None:
             started = sum(bool(run.evals) for run in group.runs)
             label = (group.grid or "this sweep") + f" ({started} of {len(group.runs)} seeds"
             label += f", {going} not finished)" if going else ")"
-            ax.plot(steps, mean, "-", color=color, linewidth=1.8, label=label)
+            ax.plot(steps, mean, "-o", color=color, linewidth=1.8, markersize=2.5, label=label)
             ax.fill_between(steps, low, high, color=color, alpha=0.2)
         for reference in REFERENCES:
             value = reference.returns.get(task)
@@ -351,16 +365,20 @@ def figure(groups: list[Group], path: Path, until: int) -> None:
         ax.set_xlabel("env steps")
         ax.set_ylabel("eval return")
         ax.set_xlim(0, until * 1.04)
+        if len(at_env_steps) <= 8:
+            ax.set_xticks([0, *at_env_steps])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda steps, _: f"{steps / 1000:g}k"
+                                                   if steps else "0"))
         ax.grid(alpha=0.3)
         if reach:
-            ax.legend(fontsize=7, loc="upper left")
+            # Below the panel: inside, it hid curves wherever they went.
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+                      frameon=False)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     fig.suptitle("noise-free evaluation return: mean and min-max over seeds")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def parse_steps(text: str) -> list[int]:
@@ -389,7 +407,7 @@ def main(args: argparse.Namespace) -> int:
     text = markdown(summary, sweep_dir.resolve())
     md_path.write_text(text)
     json_path.write_text(json.dumps(summary, indent=2) + "\n")
-    figure(groups, png_path, max(at_env_steps))
+    figure(groups, png_path, at_env_steps)
     print(text)
     print(f"wrote {md_path}, {json_path}, {png_path}")
     return 0

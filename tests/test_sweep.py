@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from planet import cli
-from planet.report import group_runs, load_runs, summarise, value_at
+from planet.report import draw_figure, group_runs, load_runs, summarise, value_at
 from planet.sweep import (
     ATTEMPTS_FILE,
     LOG_FILE,
@@ -295,6 +295,31 @@ def test_report_mean_over_tasks_row_has_ours_random_and_published_means(tmp_path
     write_run(tmp_path / "c", "cheetah-run", 100, {50_000: 10.0}, 50_000)
     assert cli.main(["report", str(tmp_path), "--at-env-steps", "100000"]) == 0
     assert "mean over tasks" not in (tmp_path / "report.md").read_text()
+
+
+def test_report_figure_panels_share_the_tables_step_axis(tmp_path):
+    import matplotlib.pyplot as plt
+
+    write_run(tmp_path / "w", "walker-walk", 100, {25_000: 50.0, 50_000: 70.0}, 50_000)
+    write_run(tmp_path / "f", "finger-spin", 100, {}, 3_000)  # no evaluation yet
+    fig = draw_figure(group_runs(load_runs(tmp_path)), [25_000, 50_000, 75_000, 100_000])
+    try:
+        panels = {ax.get_title(): ax for ax in fig.axes}
+        walker, finger = panels["walker-walk"], panels["finger-spin"]
+        for ax in (walker, finger):  # both to the last step count, ticked at the table's
+            assert ax.get_xlim() == pytest.approx((0, 104_000))
+            assert list(ax.get_xticks()) == [0, 25_000, 50_000, 75_000, 100_000]
+        fig.canvas.draw()
+        assert [t.get_text() for t in walker.get_xticklabels()] == [
+            "0", "25k", "50k", "75k", "100k"]
+        assert "no evaluation yet" in [t.get_text() for t in finger.texts]
+        # walker: the curve through its two evaluations, the references at 100k, random 3.
+        (line, *_), labels = walker.get_lines(), walker.get_legend_handles_labels()[1]
+        assert list(line.get_xdata()) == [25_000, 50_000]
+        assert list(line.get_ydata()) == [50.0, 70.0]
+        assert "PlaNet (CURL) 100k: 224" in labels and "random policy: 3" in labels
+    finally:
+        plt.close(fig)
 
 
 def test_live_view_shows_counts_and_each_running_runs_episode_and_eval(tmp_path):
