@@ -8,7 +8,8 @@ noise-free evaluations (markers). Env steps count action repeats, as in the pape
 
 References (planet.references), per task of the runs: the paper's Table 1 return after 1,000
 episodes (dashed line), and PlaNet's return at 100k and 500k env steps (from the CURL paper),
-drawn as markers when the runs reach at least a fifth of that many steps.
+drawn as markers when the runs reach at least half of that many steps. The step axis ends just
+past the runs and the markers drawn, so a 100k run is not squeezed into a 500k axis.
 """
 
 from __future__ import annotations
@@ -59,7 +60,25 @@ def load_curves(run_dir: Path) -> dict:
             "eval": np.array(evals, float).reshape(-1, 3)}
 
 
+REFERENCE_STEPS = (100_000, 500_000)
+
+
+def reference_steps_shown(max_steps: float) -> list[int]:
+    """The published step counts to mark: those the runs have reached at least half of."""
+    return [steps for steps in REFERENCE_STEPS if max_steps >= steps / 2]
+
+
 def plot_runs(runs: list[dict], out: Path, width: int, height: int, train: bool = True) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = draw_runs(runs, width, height, train)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=fig.dpi)  # no bbox_inches="tight": the PNG is exactly width x height
+    plt.close(fig)
+
+
+def draw_runs(runs: list[dict], width: int, height: int, train: bool = True):
+    """The figure `plot_runs` saves: one axes, width x height pixels at 100 dpi."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,22 +105,19 @@ def plot_runs(runs: list[dict], out: Path, width: int, height: int, train: bool 
         color = "black" if index == 0 else colors[(index + 3) % len(colors)]
         ax.axhline(reference["table1"], color=color, linestyle="--", linewidth=1.2,
                    label=f"{task}: PlaNet paper, Table 1 (1M steps): {reference['table1']}")
-        for steps, marker in ((100_000, "s"), (500_000, "D")):
-            key = f"{steps // 1000}k"
-            if max_steps >= steps / 5:
-                ax.plot([steps], [reference[key]], marker=marker, color=color, markersize=8,
-                        linestyle="none", label=f"{task}: PlaNet at {key} steps: {reference[key]}")
+        for steps in reference_steps_shown(max_steps):
+            key, marker = f"{steps // 1000}k", "s" if steps == 100_000 else "D"
+            ax.plot([steps], [reference[key]], marker=marker, color=color, markersize=8,
+                    linestyle="none", label=f"{task}: PlaNet at {key} steps: {reference[key]}")
     ax.set_xlabel("env steps (action repeat included)")
     ax.set_ylabel("episode return")
     tasks = ", ".join(sorted({run["task"] for run in runs}))
     ax.set_title(f"return vs env steps: {tasks}")
     ax.grid(alpha=0.3)
-    ax.set_xlim(left=0)
+    ax.set_xlim(0, max([max_steps, *reference_steps_shown(max_steps)]) * 1.04 or 1.0)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)  # no bbox_inches="tight": the PNG is exactly width x height
-    plt.close(fig)
+    return fig
 
 
 def main(args: argparse.Namespace) -> int:
