@@ -24,35 +24,36 @@ def test_plot_two_runs(smoke_run, tmp_path, capsys):
     assert imageio.imread(out).shape[:2] == (480, 640)
 
 
-def test_step_axis_ends_past_the_runs_and_the_markers_they_reach(smoke_run):
+def drawn(curves: dict) -> tuple[tuple[float, float], list[str]]:
+    """The step axis's limits and the legend's labels of `planet plot`'s figure for one run."""
     import matplotlib.pyplot as plt
 
-    from planet.plot import draw_runs, load_curves, reference_steps_shown
+    from planet.plot import draw_runs
+
+    fig = draw_runs([curves], 1000, 600)
+    try:
+        ax = fig.axes[0]
+        return ax.get_xlim(), ax.get_legend_handles_labels()[1]
+    finally:
+        plt.close(fig)
+
+
+def test_step_axis_ends_past_the_runs_and_the_markers_they_reach(smoke_run):
+    from planet.plot import load_curves, reference_steps_shown
 
     assert reference_steps_shown(20_000) == []
     assert reference_steps_shown(60_000) == [100_000]  # half of 100k reached
     assert reference_steps_shown(100_000) == [100_000]  # 500k is 5x away: not drawn
     assert reference_steps_shown(250_000) == [100_000, 500_000]
     curves = load_curves(smoke_run)  # 3 episodes of cartpole: 3000 env steps, no marker
-    fig = draw_runs([curves], 1000, 600)
-    try:
-        ax = fig.axes[0]
-        assert ax.get_xlim() == (0, 3000 * 1.04)
-        labels = ax.get_legend_handles_labels()[1]
-        assert "cartpole-swingup: PlaNet paper, Table 1 (1M steps): 821" in labels
-        assert not any("PlaNet at" in label for label in labels)
-    finally:
-        plt.close(fig)
-    far = {**curves, "train": curves["train"] * [[40, 1]]}  # as if at 120k steps
-    fig = draw_runs([far], 1000, 600)
-    try:
-        ax = fig.axes[0]
-        assert ax.get_xlim() == (0, 120_000 * 1.04)
-        labels = ax.get_legend_handles_labels()[1]
-        assert "cartpole-swingup: PlaNet at 100k steps: 297" in labels
-        assert not any("500k" in label for label in labels)
-    finally:
-        plt.close(fig)
+    limits, labels = drawn(curves)
+    assert limits == (0, 3000 * 1.04)
+    assert "cartpole-swingup: PlaNet paper, Table 1 (1M steps): 821" in labels
+    assert not any("PlaNet at" in label for label in labels)
+    limits, labels = drawn({**curves, "train": curves["train"] * [[40, 1]]})  # as at 120k
+    assert limits == (0, 120_000 * 1.04)
+    assert "cartpole-swingup: PlaNet at 100k steps: 297" in labels
+    assert not any("500k" in label for label in labels)
 
 
 def test_paper_references():
