@@ -167,23 +167,24 @@ def agent_sheet(episodes: list[dict], scale: int, columns: int, gap: int = 2) ->
     size = 64 * scale
     sheet = np.full((len(episodes) * (size + gap) - gap, columns * (size + gap) - gap, 3), 16,
                     np.uint8)
-    for row in range(len(episodes)):
-        frames = labelled_frames(episodes, row, scale)
-        steps = np.linspace(0, len(frames) - 1, columns).round().astype(int)
-        for column, step in enumerate(steps):
+    for row, episode in enumerate(episodes):
+        steps = np.linspace(0, len(episode["obs"]) - 1, columns).round().astype(int)
+        for column, frame in enumerate(labelled_frames(episodes, row, scale, steps)):
             top, left = row * (size + gap), column * (size + gap)
-            sheet[top:top + size, left:left + size] = frames[step]
+            sheet[top:top + size, left:left + size] = frame
     return sheet
 
 
-def labelled_frames(episodes: list[dict], index: int, scale: int) -> np.ndarray:
-    """Episode `index`'s frames, (N + 1, 64 * scale, 64 * scale, 3) uint8, labelled with the
-    episode number, the step and the return so far."""
+def labelled_frames(episodes: list[dict], index: int, scale: int,
+                    steps: np.ndarray | None = None) -> np.ndarray:
+    """Episode `index`'s frames at `steps` (default: all), (len(steps), 64 * scale, 64 * scale,
+    3) uint8, labelled with the episode number, the step and the return so far."""
     episode = episodes[index]
-    images = upscale(hwc(episode["obs"]), scale)
+    steps = np.arange(len(episode["obs"])) if steps is None else steps
+    images = upscale(hwc(episode["obs"][steps]), scale)
     running = np.cumsum(episode["reward"])
     return np.stack([
         label_frame(image, f"ep {index + 1}/{len(episodes)} | t={step} | R={running[step]:.1f}",
                     scale=0.45 if scale >= 4 else 0.35)
-        for step, image in enumerate(images)
+        for step, image in zip(steps, images, strict=True)
     ])
