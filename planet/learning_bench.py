@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from planet.figures import save_figure
 from planet.references import planet_returns, task_of
 
 
@@ -145,8 +146,7 @@ def plot_learning(summaries: list[dict], path: Path) -> None:
     by_steps.legend(fontsize=8, loc="lower right")
     figure.suptitle(f"{summaries[0]['env']}: learning within a wall-clock budget")
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def main(args: argparse.Namespace) -> int:

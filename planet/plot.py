@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from planet.errors import TrainError, UsageError
+from planet.figures import save_figure
 from planet.logging import read_metrics
 from planet.references import planet_returns, task_of
 from planet.run_files import load_run_config, refuse_run_files
@@ -69,12 +70,8 @@ def reference_steps_shown(max_steps: float) -> list[int]:
 
 
 def plot_runs(runs: list[dict], out: Path, width: int, height: int, train: bool = True) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = draw_runs(runs, width, height, train)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=fig.dpi)  # no bbox_inches="tight": the PNG is exactly width x height
-    plt.close(fig)
+    # Saved as sized (no tight bounding box): the PNG is exactly width x height.
+    save_figure(draw_runs(runs, width, height, train), out)
 
 
 def draw_runs(runs: list[dict], width: int, height: int, train: bool = True):

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from planet.data.replay import ReplayError, load_episode
+from planet.figures import save_figure
 from planet.media import (
     GREEN,
     RED,
@@ -141,9 +142,7 @@ def contact_sheet(result: dict, path: Path, title: str, scale: int = 2) -> None:
         loc="upper center", ncol=2, fontsize=9, frameon=False,
         bbox_to_anchor=(0.5, 1 - 34 / fig_h),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    save_figure(fig, path, dpi=dpi)
 
 
 def error_plot(result: dict, path: Path, title: str) -> None:
@@ -168,9 +167,7 @@ def error_plot(result: dict, path: Path, title: str) -> None:
     ax.legend(loc="lower right")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # --- the command ---------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from planet.errors import TrainError, UsageError
+from planet.figures import save_figure
 from planet.logging import read_metrics
 from planet.references import REFERENCES, TASKS, references_at, task_of
 
@@ -305,12 +306,7 @@ def curve(runs: list[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
 def figure(groups: list[Group], path: Path, at_env_steps: list[int]) -> None:
     """Draw the report's figure (`draw_figure`) into a PNG at `path`."""
-    import matplotlib.pyplot as plt
-
-    fig = draw_figure(groups, at_env_steps)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(draw_figure(groups, at_env_steps), path, dpi=100)
 
 
 def draw_figure(groups: list[Group], at_env_steps: list[int]):
