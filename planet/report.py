@@ -8,9 +8,10 @@ not reached S yet are left out of that cell, and the cell says how many seeds it
 mean and the standard deviation (ddof 0) are over those runs. Published figures for the same S
 (planet.references) sit beside them, and so does a random policy's return: the mean over the
 runs' seed episodes, which act uniformly at random in the same env (same action repeat and
-episode length). The figure has one panel per task: the mean over seeds of the evaluation return
-against env steps, the min-max band over seeds, the references as markers and the random policy
-as a dashed line. Runs still training are included up to where they are, and marked so.
+episode length). The figure has one panel per task: each seed's evaluation return against env
+steps (thin), their mean and min-max band up to the step count every seed has reached (bold),
+the references as markers and the random policy as a dashed line. Runs still training are
+included up to where they are, and marked so.
 
 Writes OUT.md, OUT.json and OUT.png (default: report.* inside the sweep folder). The Markdown
 and the JSON name the commands they come from: the sweep's own (from sweep.json, when the folder
@@ -291,17 +292,17 @@ def _reference_mean(reference, summary: dict[str, Any]) -> str:
 
 
 def curve(runs: list[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, mean, min, max) over runs of the evaluation return; at each step, each run that
-    has reached it counts with its last evaluation at or before it."""
-    steps = np.array(sorted({s for run in runs for s, _ in run.evals}), float)
-    mean, low, high = [], [], []
-    for step in steps:
-        values = [hit[0] for run in runs if (hit := value_at(run, int(step))) is not None]
-        values = values or [np.nan]
-        mean.append(np.mean(values))
-        low.append(np.min(values))
-        high.append(np.max(values))
-    return steps, np.array(mean), np.array(low), np.array(high)
+    """(steps, mean, min, max) over the runs that have evaluated, of each one's last evaluation
+    at or before each step, up to the step count all of them have reached: past it, a mean
+    over fewer seeds would look like the same curve and jump where a seed stops counting."""
+    evaluated = [run for run in runs if run.evals]
+    if not evaluated:
+        return (np.zeros(0),) * 4
+    common = min(run.env_steps for run in evaluated)
+    steps = np.array(sorted({s for run in evaluated for s, _ in run.evals if s <= common}), float)
+    values = np.array([[value_at(run, int(step))[0] for run in evaluated] for step in steps])
+    values = values.reshape(len(steps), len(evaluated))  # (steps, seeds)
+    return steps, values.mean(axis=1), values.min(axis=1), values.max(axis=1)
 
 
 def figure(groups: list[Group], path: Path, at_env_steps: list[int]) -> None:
@@ -332,17 +333,23 @@ def draw_figure(groups: list[Group], at_env_steps: list[int]):
         reach = 0
         task_groups = [g for g in groups if g.task == task]
         for index, group in enumerate(task_groups):
-            steps, mean, low, high = curve(group.runs)
-            if not len(steps):
+            evaluated = [run for run in group.runs if run.evals]
+            if not evaluated:
                 continue
-            reach = max(reach, int(steps.max()))
             color = colors[index % len(colors)]
+            for run in evaluated:  # each seed, thin, as far as it has gone
+                seed_steps, seed_returns = zip(*run.evals, strict=True)
+                ax.plot(seed_steps, seed_returns, "-", color=color, linewidth=0.8, alpha=0.5)
+                reach = max(reach, max(seed_steps))
+            steps, mean, low, high = curve(evaluated)
             going = sum(run.still_going for run in group.runs)
-            started = sum(bool(run.evals) for run in group.runs)
-            label = (group.grid or "this sweep") + f" ({started} of {len(group.runs)} seeds"
-            label += f", {going} not finished)" if going else ")"
+            label = (group.grid or "this sweep") + f": mean of {len(evaluated)}"
+            if len(evaluated) < len(group.runs):
+                label += f" of {len(group.runs)}"
+            label += " seeds"
+            label += f", {going} not finished" if going else ""
             ax.plot(steps, mean, "-o", color=color, linewidth=1.8, markersize=2.5, label=label)
-            ax.fill_between(steps, low, high, color=color, alpha=0.2)
+            ax.fill_between(steps, low, high, color=color, alpha=0.15)
         for reference in REFERENCES:
             value = reference.returns.get(task)
             if value is None or reference.env_steps > until or not reach:
@@ -372,7 +379,8 @@ def draw_figure(groups: list[Group], at_env_steps: list[int]):
                       frameon=False)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
-    fig.suptitle("noise-free evaluation return: mean and min-max over seeds")
+    fig.suptitle("noise-free evaluation return: each seed (thin), and the mean and min-max band\n"
+                 "over seeds up to the step count all of them have reached (bold)")
     fig.tight_layout()
     return fig
 

@@ -301,6 +301,7 @@ def test_report_figure_panels_share_the_tables_step_axis(tmp_path):
     import matplotlib.pyplot as plt
 
     write_run(tmp_path / "w", "walker-walk", 100, {25_000: 50.0, 50_000: 70.0}, 50_000)
+    write_run(tmp_path / "w1", "walker-walk", 100, {25_000: 30.0}, 30_000)  # a seed behind
     write_run(tmp_path / "f", "finger-spin", 100, {}, 3_000)  # no evaluation yet
     fig = draw_figure(group_runs(load_runs(tmp_path)), [25_000, 50_000, 75_000, 100_000])
     try:
@@ -313,10 +314,15 @@ def test_report_figure_panels_share_the_tables_step_axis(tmp_path):
         assert [t.get_text() for t in walker.get_xticklabels()] == [
             "0", "25k", "50k", "75k", "100k"]
         assert "no evaluation yet" in [t.get_text() for t in finger.texts]
-        # walker: the curve through its two evaluations, the references at 100k, random 3.
-        (line, *_), labels = walker.get_lines(), walker.get_legend_handles_labels()[1]
-        assert list(line.get_xdata()) == [25_000, 50_000]
-        assert list(line.get_ydata()) == [50.0, 70.0]
+        # walker: each seed thin as far as it has gone; the mean only up to 30k, which both
+        # seeds have reached, so it never turns into one seed's curve; references, random 3.
+        seeds = [line for line in walker.get_lines() if line.get_linewidth() < 1]
+        assert [list(line.get_xdata()) for line in seeds] == [[25_000, 50_000], [25_000]]
+        assert [list(line.get_ydata()) for line in seeds] == [[50.0, 70.0], [30.0]]
+        (mean,) = [line for line in walker.get_lines() if line.get_label().startswith("this")]
+        assert mean.get_label() == "this sweep: mean of 2 seeds, 2 not finished"
+        assert list(mean.get_xdata()) == [25_000] and list(mean.get_ydata()) == [40.0]
+        labels = walker.get_legend_handles_labels()[1]
         assert "PlaNet (CURL) 100k: 224" in labels and "random policy: 3" in labels
     finally:
         plt.close(fig)
