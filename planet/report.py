@@ -8,10 +8,11 @@ not reached S yet are left out of that cell, and the cell says how many seeds it
 mean and the standard deviation (ddof 0) are over those runs. Published figures for the same S
 (planet.references) sit beside them, and so does a random policy's return: the mean over the
 runs' seed episodes, which act uniformly at random in the same env (same action repeat and
-episode length). The figure has one panel per task: each seed's evaluation return against env
-steps (thin), their mean and min-max band up to the step count every seed has reached (bold),
-the references as markers and the random policy as a dashed line. Runs still training are
-included up to where they are, and marked so.
+episode length); a last table sets each task against it at the last step count (margins of
+the mean and of the lowest seed, seeds above its mean plus one std). The figure has one panel
+per task: each seed's evaluation return against env steps (thin), their mean and min-max band
+up to the step count every seed has reached (bold), the references as markers and the random
+policy as a dashed line. Runs still training are included up to where they are, and marked so.
 
 Writes OUT.md, OUT.json and OUT.png (default: report.* inside the sweep folder). The Markdown
 and the JSON name the commands they come from: the sweep's own (from sweep.json, when the folder
@@ -154,6 +155,18 @@ def random_policy(runs: list[Run]) -> dict[str, Any]:
     return {"mean": float(returns.mean()), "std": float(returns.std()), "episodes": len(returns)}
 
 
+def against_random(values: np.ndarray, random: dict[str, Any]) -> dict[str, Any] | None:
+    """How far the seeds' returns are above the random policy: the mean's and the lowest seed's
+    margin, and how many seeds pass the bar of the random mean plus one std of its episodes (a
+    seed's return is a mean over evaluation episodes, so this bar is on the strict side)."""
+    if not len(values) or random["mean"] is None:
+        return None
+    bar = random["mean"] + random["std"]
+    return {"mean_margin": float(values.mean() - random["mean"]),
+            "lowest_margin": float(values.min() - random["mean"]), "bar": bar,
+            "seeds_above_bar": int((values > bar).sum()), "seeds": len(values)}
+
+
 def summarise(groups: list[Group], at_env_steps: list[int]) -> dict[str, Any]:
     """The report's numbers, as written to JSON."""
     rows = []
@@ -165,6 +178,7 @@ def summarise(groups: list[Group], at_env_steps: list[int]) -> dict[str, Any]:
             values = np.array([value for value, _ in taken.values()], float)
             minutes = [m for run in group.runs if (m := minutes_at(run, steps)) is not None]
             cells[str(steps)] = {
+                "vs_random": against_random(values, random_policy(group.runs)),
                 "mean": float(values.mean()) if len(values) else None,
                 "std": float(values.std()) if len(values) else None,
                 "seeds": len(values),
@@ -264,6 +278,7 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
                                             _number(random_mean(summary, grid)),
                                             *ref_means]) + " |")
         lines.append("")
+    lines += random_section(summary)
     going = {name: steps for row in summary["groups"] for name, steps in row["still_going"].items()}
     if going:
         lines.append("\\* not finished: " + ", ".join(
@@ -273,6 +288,30 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
     lines.append("Sources: " + "; ".join(summary["sources"]) + ".")
     lines.append("")
     return "\n".join(lines)
+
+
+def random_section(summary: dict[str, Any]) -> list[str]:
+    """Markdown: each task against the random policy at the last step count, for judging whether
+    it learned: margins of the mean and of the lowest seed, and the seeds above the bar."""
+    steps = max(summary["at_env_steps"])
+    rows = [(row, row["at"][str(steps)]["vs_random"]) for row in summary["groups"]]
+    if not any(vs for _, vs in rows):
+        return []
+    lines = [f"## Against a random policy at {steps:,} env steps", "",
+             "Margins are over the random policy's mean return. The bar is that mean plus one "
+             "std of its episodes; each seed's return is already a mean over evaluation "
+             "episodes.", "",
+             "| task | mean − random | lowest seed − random | seeds above the bar |",
+             "|---|---|---|---|"]
+    for row, vs in rows:
+        label = f"{row['task']} [{row['grid']}]" if row["grid"] else row["task"]
+        if vs is None:
+            lines.append(f"| {label} | | | |")
+            continue
+        bar = f"{vs['seeds_above_bar']} of {vs['seeds']} (bar {vs['bar']:.0f})"
+        lines.append(f"| {label} | {vs['mean_margin']:+.0f} | {vs['lowest_margin']:+.0f} | "
+                     f"{bar} |")
+    return [*lines, ""]
 
 
 def _number(value: float | None) -> str:

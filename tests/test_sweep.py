@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from planet import cli
-from planet.report import draw_figure, group_runs, load_runs, summarise, value_at
+from planet.report import against_random, draw_figure, group_runs, load_runs, summarise, value_at
 from planet.sweep import (
     ATTEMPTS_FILE,
     LOG_FILE,
@@ -269,8 +269,14 @@ def test_report_takes_the_last_evaluation_at_or_before_and_marks_unfinished_runs
     assert row["at"]["5000"]["mean"] == 35.0 and row["at"]["5000"]["std"] == 5.0
     assert row["at"]["10000"] == {"mean": 50.0, "std": 0.0, "seeds": 1, "returns": {"a": 50.0},
                                   "eval_env_steps": {"a": 6000}, "not_reached": ["b"],
-                                  "wall_minutes": 10.0}
+                                  "wall_minutes": 10.0,
+                                  "vs_random": {"mean_margin": 47.0, "lowest_margin": 47.0,
+                                                "bar": 4.0, "seeds_above_bar": 1, "seeds": 1}}
     assert row["at"]["5000"]["wall_minutes"] == 5.0  # both runs took 5 minutes to 5000 steps
+    # Against random (mean 3, std 1, so the bar is 4): margins of the mean 35 and of seed b's 30.
+    assert row["at"]["5000"]["vs_random"] == {"mean_margin": 32.0, "lowest_margin": 27.0,
+                                              "bar": 4.0, "seeds_above_bar": 2, "seeds": 2}
+    assert row["at"]["100000"]["vs_random"] is None  # no seed there yet
     assert row["still_going"] == {"b": 5000}
     assert row["random_policy"] == {"mean": 3.0, "std": 1.0, "episodes": 4}
     assert row["references"]["100000"] == {"PlaNet (CURL)": 224, "PlaNet (DrQ)": 125,
@@ -291,10 +297,20 @@ def test_report_mean_over_tasks_row_has_ours_random_and_published_means(tmp_path
     assert cli.main(["report", str(tmp_path), "--at-env-steps", "100000"]) == 0
     text = (tmp_path / "report.md").read_text()
     assert "| **mean over tasks** | **100** |  | 3 | 180 | 110 | 309 |" in text
+    assert "## Against a random policy at 100,000 env steps" in text
+    assert "| walker-walk | +47 | +47 | 1 of 1 (bar 4) |" in text
     # With a task still short of the step count there is no mean over tasks.
     write_run(tmp_path / "c", "cheetah-run", 100, {50_000: 10.0}, 50_000)
     assert cli.main(["report", str(tmp_path), "--at-env-steps", "100000"]) == 0
     assert "mean over tasks" not in (tmp_path / "report.md").read_text()
+
+
+def test_against_random_counts_the_seeds_above_the_random_mean_plus_one_std():
+    random = {"mean": 3.0, "std": 1.0, "episodes": 15}
+    assert against_random(np.array([10.0, 3.5, 49.5]), random) == {
+        "mean_margin": 18.0, "lowest_margin": 0.5, "bar": 4.0, "seeds_above_bar": 2, "seeds": 3}
+    assert against_random(np.array([]), random) is None
+    assert against_random(np.array([1.0]), {"mean": None, "std": None, "episodes": 0}) is None
 
 
 def test_report_figure_panels_share_the_tables_step_axis(tmp_path):
