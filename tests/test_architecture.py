@@ -5,7 +5,8 @@
     running     train, resume, runs, components, episodes, agent, learner, checkpoint,
                 run_files, media, logging
     paper       models.*, objectives, planner, data.*, envs.*
-    base        config, errors, utils, seeds, tasks, references, fast_paths, run_lock, figures
+    base        config, errors, utils, seeds, tasks, references, fast_paths, run_lock, figures,
+                measure
 
 A module may import its own layer and the layers below it, never above: the paper's modules
 know nothing of how a run is driven, and no library code depends on the command line.
@@ -22,7 +23,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "planet"
 
 LAYERS = [
     ["config", "errors", "utils", "seeds", "tasks", "references", "fast_paths", "run_lock",
-     "figures"],
+     "figures", "measure"],
     ["models", "objectives", "planner", "data", "envs"],
     ["train", "resume", "runs", "components", "episodes", "agent", "learner", "checkpoint",
      "run_files", "media", "logging"],

@@ -172,11 +172,11 @@ def test_child_peak_rss_is_its_own_not_the_parents():
     # bench process's own peak as the child's.
     import numpy as np
 
-    from planet.bench import peak_rss
+    from planet.measure import peak_rss
 
     ballast = np.ones(1536 * 2**20, dtype=np.uint8)  # 1.5 GiB, touched
     parent = peak_rss()
-    code = "from planet.bench import peak_rss; print(peak_rss())"
+    code = "from planet.measure import peak_rss; print(peak_rss())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     child = int(out.stdout.split()[-1])
     del ballast
@@ -198,7 +198,7 @@ def test_switches_must_be_boolean_config_fields():
 
 def test_interleaved_syncs_before_and_after_every_timed_call():
     # On CUDA a call returns once its kernels are queued: the clock must stop after a sync.
-    from planet.bench import interleaved
+    from planet.measure import interleaved
 
     events = []
     times = interleaved({"a": lambda: events.append("a"), "b": lambda: events.append("b")},
