@@ -390,6 +390,9 @@ def flops_of(key: str, path: BenchPath, inputs: Inputs) -> int | None:
 # least MIN_ROUNDS rounds.
 SWITCH_EPISODE_RATIO = 0.95
 MIN_ROUNDS = 5
+SWITCH_RULE = (f"change a default on this device only when, over at least {MIN_ROUNDS} "
+               f"interleaved rounds, the flipped switch takes under {SWITCH_EPISODE_RATIO}x in "
+               "the median round and under 1x in three rounds of four")
 
 
 def switch_figures(config: Config, switches: list[str], fast: BenchPath, inputs: Inputs,
@@ -563,6 +566,7 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
     if switches:
         result["switches"] = switch_figures(config, switches, fast, inputs, repeats, log,
                                             verbose, sync)
+        result["switch_rule"] = SWITCH_RULE
     return result
 
 

@@ -4,8 +4,8 @@ A checkpoint file is `PLANETCK` + sha256 (32 bytes) + the bytes of `torch.save(p
 written to a temporary file, fsynced and renamed, so a kill at any moment leaves either the old
 file or the new one, never half of one. `checkpoints/episode_<N>.pt` holds the state after N
 collected episodes; the last `keep` files are kept so a damaged newest one has a fallback.
-`planet.train` picks the newest checkpoint that loads *and* whose episodes all load from the
-replay on disk, and sets aside (renames to `*.damaged`) the newer ones it had to skip.
+`planet.resume.resume_point` picks the newest checkpoint that loads *and* whose episodes all
+load from the replay on disk, and sets aside (renames to `*.damaged`) the newer ones it skipped.
 """
 
 from __future__ import annotations

@@ -156,8 +156,8 @@ class MachineConfig:
     RSS) and 20-30 % at the paper batch (+0.2 to 0.4 GiB). False leaves malloc as it is."""
 
 
-# Where the machine switches lived before they had their own section. Config files and checkpoints
-# written then, and `--set` with the old names, still work: the old name is read as the new one.
+# Old names of the machine switches, from when they sat in `model` and `train`. Config files,
+# checkpoints and `--set` may still use them: each is read as its current name.
 RENAMED_FIELDS = {
     "model.fast_deconv": "machine.fast_deconv",
     "model.channels_last": "machine.channels_last",
@@ -449,7 +449,7 @@ def one_of(*choices: str) -> Rule:
 FIELD_RULES: dict[str, tuple[Rule, ...]] = {
     "env.name": (),
     "env.action_repeat": (NON_NEGATIVE,),
-    "env.image_size": (POSITIVE,),  # and 64 for pixels: see CROSS_FIELD_RULES
+    "env.image_size": (POSITIVE,),  # and 64 for pixels: see _cross_field_problem
     "env.symbolic": (),
     "env.max_episode_steps": (POSITIVE,),
     "model.embedding_size": (POSITIVE,),

@@ -191,18 +191,19 @@ def eval_media_due(config: Config, episode: int) -> bool:
 # --- open-loop prediction -----------------------------------------------------------------------
 @torch.no_grad()
 def open_loop(model, obs_uint8: np.ndarray, action: np.ndarray, context: int, horizon: int,
-              bit_depth: int = 5, start: int = 0, generator_seed: int | None = None) -> dict:
+              bit_depth: int = 5, start: int = 0, seed: int | None = None) -> dict:
     """Filter `context` frames, then predict `horizon` frames open loop with the real actions.
 
     Args:
         obs_uint8: an episode's frames, (N + 1, 3, 64, 64) uint8 (replay layout).
         action: its actions, (N + 1, A); row t holds a_{t-1}, the action that led to o_t.
+        seed: when given, reseeds torch's global generator, which fixes the prior's samples.
     Returns:
         truth, model, error: float images in [0, 1], (C + H, 64, 64, 3) each;
         context_mse (C,), mse (H,): per-step mean squared error per pixel.
     """
-    if generator_seed is not None:
-        torch.manual_seed(generator_seed)
+    if seed is not None:
+        torch.manual_seed(seed)
     device = next(model.parameters()).device
     rows = slice(start, start + context + horizon)
     obs = preprocess_obs(torch.as_tensor(obs_uint8[rows], device=device), bit_depth, noise=False)

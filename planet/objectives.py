@@ -78,14 +78,20 @@ def overshooting_kl_loss(
 
     From every posterior sample (h_t, s_t) the prior is rolled forward d steps with the real
     actions; the distribution it predicts for step t + d is pulled towards that step's posterior.
-    The posterior is the target only (stop gradient), as in the official code. Starting from the
-    posterior, not the prior, is what makes these multi-step predictions (a known porting bug).
-    All start times run as one batch; the batch shrinks by one start each step.
+    The posterior is the target only (stop gradient), as in the official code. Each rollout
+    starts from the posterior sample s_t: starting from a prior sample (a known porting bug)
+    would make these ordinary open-loop rollouts from the chunk's start. All start times run as
+    one batch; the batch shrinks by one start each step.
+
+    Weighting differs from Eq. 7: this is the mean over all (t, d >= 2) pairs, so short
+    distances, which have more start times in a chunk, count for more; Eq. 7 weights each d by
+    beta_d / D (docs/theory.md, section 5; docs/choices.md).
 
     Args:
-        beliefs, states: posterior rollout h_t, s_t, (T, B, ·).
+        beliefs, states: posterior rollout h_t, s_t, (T, B, H) and (T, B, S); H belief size,
+            S stochastic state size.
         action: row t holds a_{t-1}, (T, B, A).
-        posterior: q(s_t | ...), (T, B, S).
+        posterior: q(s_t | h_t, o_t), (T, B, S).
     Returns:
         Mean over every (t, d >= 2) pair of the clamped summed KL; 0 if T < 3.
     """
@@ -97,6 +103,7 @@ def overshooting_kl_loss(
     belief, state = beliefs, states  # starts at every t: (T, B, ·), flattened over (T, B) below
     total, count = beliefs.new_zeros(()), 0
     for d in range(1, distance + 1):
+        # Eq. 5, the multi-step prior p(s_{t+d} | s_t): one more transition and prior step.
         # Predict step t + d from starts t = 0 .. T - 1 - d: keep the first T - d starts.
         belief = rssm.transition(
             belief[: steps - d].flatten(0, 1),

@@ -40,10 +40,8 @@ from planet.media import (
     MediaError,
     caption_bar,
     check_video_path,
-    hwc,
     open_loop,
     prediction_cell,
-    prediction_strip,
     put_text,
     sheet_columns,
     step_label,
@@ -243,5 +241,3 @@ def predict_run(args: argparse.Namespace, run_dir: Path, out: Path) -> int:
     print(f"wrote {out}, {sheet}, {curve}, {summary_path}")
     return 0
 
-
-__all__ = ["open_loop", "prediction_strip", "video_frames", "contact_sheet", "error_plot", "hwc"]

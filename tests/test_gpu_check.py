@@ -83,6 +83,8 @@ def test_dry_run_training_loss_fell_and_stayed_finite(dry_run):
     summary = (out / "summary.md").read_text()
     for heading in ("# GPU check: cpu", "## Bench", "## Switches", "## Training (toy:dot)"):
         assert heading in summary, heading
+    # The rule is the one bench applies, written from its constants.
+    assert "over at least 5 interleaved rounds, the flipped switch takes under 0.95x" in summary
 
 
 def test_judge_training_fails_a_flat_loss_and_non_finite_numbers():
