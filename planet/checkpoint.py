@@ -139,10 +139,18 @@ def is_checkpoint_file(path: str | Path) -> bool:
     return CHECKPOINT_NAME.fullmatch(Path(path).name) is not None
 
 
+def checkpoint_episode(path: str | Path) -> int:
+    """The episodes a checkpoint covers, from its name: 'episode_000042.pt' -> 42."""
+    match = CHECKPOINT_NAME.fullmatch(Path(path).name)
+    if match is None:
+        raise CheckpointError(f"{path} is not a checkpoint planet named (episode_<N>.pt)")
+    return int(match["episode"])
+
+
 def list_checkpoints(directory: str | Path) -> list[Path]:
     """Checkpoint files planet named, newest (most episodes) first; other files are ignored."""
     paths = [path for path in Path(directory).glob("episode_*.pt") if is_checkpoint_file(path)]
-    return sorted(paths, key=lambda path: int(path.stem.split("_")[1]), reverse=True)
+    return sorted(paths, key=checkpoint_episode, reverse=True)
 
 
 def load_latest(directory: str | Path, map_location="cpu", warn=print):

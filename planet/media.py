@@ -167,7 +167,7 @@ def log_eval_media(logger, model, config: Config, episodes: list[dict], replay,
     log_gif(writer, "eval/video", upscale(hwc(episodes[0]["obs"]), 2), step)
     if len(replay) == 0:
         return
-    episode = replay._episode(len(replay) - 1)
+    episode = replay.episode(len(replay) - 1)
     context = min(5, len(episode["obs"]) - 1)
     horizon = min(50, len(episode["obs"]) - context)
     result = open_loop(model, episode["obs"], episode["action"], context, horizon,

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planet.data.replay import ReplayError, load_episode
+from planet.data.replay import ReplayError, list_episode_files, load_episode
 from planet.figures import save_figure
 from planet.media import (
     GREEN,
@@ -170,7 +170,7 @@ def error_plot(result: dict, path: Path, title: str) -> None:
 
 # --- the command ---------------------------------------------------------------------------------
 def _episode_file(run_dir: Path, index: int) -> Path:
-    files = sorted((run_dir / "episodes").glob("*.npz"))
+    files = list_episode_files(run_dir / "episodes")
     if not files:
         raise ReplayError(f"no replay episodes in {run_dir / 'episodes'}; train the run first")
     if not -len(files) <= index < len(files):

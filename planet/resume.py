@@ -261,7 +261,7 @@ def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:
     from planet.data.replay import (
         atomic_write_bytes,
         episode_index,
-        is_episode_file,
+        list_episode_files,
         remove_temporary_files,
     )
     from planet.logging import Logger
@@ -303,8 +303,8 @@ def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:
             }) + "\n")
     # Episode files past the resume point were collected after it (their checkpoint was never
     # written or was unusable): drop them; those episodes are collected again.
-    for stale in sorted(episodes_dir.glob("*.npz")):
-        if is_episode_file(stale) and episode_index(stale) >= state.episode:
+    for stale in list_episode_files(episodes_dir):
+        if episode_index(stale) >= state.episode:
             stale.unlink()
     replay.directory = episodes_dir  # from here on, each new episode is written as it completes
     atomic_write_bytes(config_path, (config.to_json() + "\n").encode())
@@ -329,7 +329,7 @@ def metrics_rebuilder(replay: EpisodeReplay, action_repeat: int, config: Config)
             "episode": episode,
             "env_steps": int(sum(steps)) * action_repeat,
             "agent_steps": int(steps[-1]),
-            "return": float(replay._episode(episode)["reward"].sum()),
+            "return": float(replay.episode(episode)["reward"].sum()),
             "random_policy": episode < config.train.seed_episodes,
             "rebuilt": True,
         }

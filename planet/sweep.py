@@ -206,27 +206,14 @@ def write_sweep_file(out: Path, plan: dict[str, RunSpec], command: list[str]) ->
     atomic_write_bytes(out / SWEEP_FILE, (json.dumps(data, indent=2) + "\n").encode())
 
 
-def load_sweep_file(out: Path) -> dict[str, Any] | None:
-    path = out / SWEEP_FILE
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError as error:
-        raise TrainError(f"cannot read {path}: {error}") from None
-
-
 # --- what a run folder says about its run ----------------------------------------------------
 
 def episodes_done(run_dir: Path) -> int:
     """Episodes covered by the newest checkpoint (0 without one)."""
-    from planet.checkpoint import list_checkpoints
+    from planet.checkpoint import checkpoint_episode, list_checkpoints
 
-    for path in list_checkpoints(run_dir / "checkpoints"):
-        number = path.stem.split("_")[-1]
-        if number.isdigit():
-            return int(number)
-    return 0
+    newest = list_checkpoints(run_dir / "checkpoints")
+    return checkpoint_episode(newest[0]) if newest else 0
 
 
 def read_json_lines(path: Path) -> list[dict[str, Any]]:

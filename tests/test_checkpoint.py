@@ -18,6 +18,7 @@ import planet.train
 from planet.checkpoint import (
     MAGIC,
     CheckpointError,
+    checkpoint_episode,
     list_checkpoints,
     load_checkpoint,
     load_latest,
@@ -94,6 +95,15 @@ def test_load_latest_falls_back_to_the_previous_checkpoint(tmp_path):
     path, payload = load_latest(tmp_path, warn=warnings.append)
     assert path.name == "episode_000001.pt" and payload["episode"] == 1
     assert len(warnings) == 1 and str(newest) in warnings[0]
+
+
+def test_checkpoints_are_listed_by_the_episode_in_their_name(tmp_path):
+    for episode in (9, 999_999, 1_234_567):  # as text, the 7-digit name sorts before 999999
+        save_checkpoint(tmp_path / f"episode_{episode:06d}.pt", {"episode": episode})
+    save_checkpoint(tmp_path / "episode_best.pt", {"episode": -1})  # a user's file
+    assert [checkpoint_episode(p) for p in list_checkpoints(tmp_path)] == [1_234_567, 999_999, 9]
+    with pytest.raises(CheckpointError, match="not a checkpoint planet named"):
+        checkpoint_episode(tmp_path / "episode_best.pt")
 
 
 def fail_fsync_after(monkeypatch, calls: int):

@@ -74,6 +74,20 @@ def test_context_error_is_below_the_open_loop_error_at_the_end(toy_run):
     assert np.mean(context) < np.mean(final), (context, final)
 
 
+def test_predict_counts_only_the_episode_files_planet_named(smoke_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    np.savez(run / "episodes" / "notes.npz", x=np.zeros(1))  # a user's file, sorted last
+    code, _, err = run_cli(capsys, "predict", run, "--horizon", 5, "--out", tmp_path / "p.mp4")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "p.json").read_text())
+    assert summary["episode_file"].endswith("000002_125.npz")  # still the newest episode
+    code, _, err = run_cli(capsys, "predict", run, "--episode", 3, "--out", tmp_path / "q.mp4")
+    assert_one_line_error(code, err, "holds 3 episodes")
+
+
 def test_predict_errors_are_one_line(smoke_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "predict", tmp_path / "missing")
     assert_one_line_error(code, err, "does not exist")

@@ -141,7 +141,9 @@ class EpisodeReplay:
         """Episodes currently held in RAM."""
         return sum(episode is not None for episode in self.episodes)
 
-    def _episode(self, index: int) -> dict[str, np.ndarray]:
+    def episode(self, index: int) -> dict[str, np.ndarray]:
+        """An episode's arrays; one evicted from RAM is read back from its file (checksum
+        verified)."""
         episode = self.episodes[index]
         if episode is None:
             path = self.paths[index]
@@ -158,7 +160,7 @@ class EpisodeReplay:
         """Reload every episode file in `directory` in index order (the first `limit` of them)."""
         replay = cls(None, bit_depth, max_episodes_in_memory)
         replay.directory = Path(directory)
-        files = sorted(path for path in Path(directory).glob("*.npz") if is_episode_file(path))
+        files = list_episode_files(directory)
         for expected, path in enumerate(files[:limit]):
             index, length = _parse_name(path)
             if index != expected:
@@ -206,7 +208,7 @@ class EpisodeReplay:
         batch_episodes: dict[int, dict[str, np.ndarray]] = {}  # read each evicted file once
         for episode_id, start in zip(episode_ids, starts, strict=True):
             if int(episode_id) not in batch_episodes:
-                batch_episodes[int(episode_id)] = self._episode(int(episode_id))
+                batch_episodes[int(episode_id)] = self.episode(int(episode_id))
             episode = batch_episodes[int(episode_id)]
             window = slice(int(start), int(start) + chunk_length)
             obs.append(episode["obs"][window])
@@ -254,12 +256,11 @@ _DAMAGED_HINT = (
 
 def _parse_name(path: Path) -> tuple[int, int]:
     """'000042_125.npz' -> (42, 125)."""
-    try:
-        index, length = path.stem.split("_")
-        return int(index), int(length)
-    except ValueError:
+    match = EPISODE_NAME.fullmatch(path.name)
+    if match is None:
         raise ReplayError(f"{path} is not an episode file (expected <index>_<length>.npz); "
-                          "move it out of the episodes folder") from None
+                          "move it out of the episodes folder")
+    return int(match["index"]), int(match["length"])
 
 
 def _checksum(episode: dict[str, np.ndarray]) -> int:
@@ -267,6 +268,11 @@ def _checksum(episode: dict[str, np.ndarray]) -> int:
     for key in EPISODE_KEYS:
         value = zlib.crc32(np.ascontiguousarray(episode[key]).tobytes(), value)
     return value
+
+
+def list_episode_files(directory: str | Path) -> list[Path]:
+    """The episode files planet named in `directory`, in index order; other files are ignored."""
+    return sorted(path for path in Path(directory).glob("*.npz") if is_episode_file(path))
 
 
 def is_episode_file(path: str | Path) -> bool:
