@@ -39,7 +39,14 @@ import torch
 
 from planet.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, set_aside
 from planet.config import Config, MachineConfig, flatten
-from planet.data.replay import EpisodeReplay, ReplayError
+from planet.data.replay import (
+    EpisodeReplay,
+    ReplayError,
+    atomic_write_bytes,
+    episode_index,
+    list_episode_files,
+    remove_temporary_files,
+)
 from planet.errors import TrainError
 
 # Fields that may differ between a run and its resume: they change neither the model nor the
@@ -58,18 +65,23 @@ RESUMABLE_FIELDS = {
 }
 
 
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, str]:
+    """Fields that differ between two flattened configs, each as 'key: old -> new', in key
+    order; a field missing from one side counts as None there."""
+    return {key: f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+            for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)}
+
+
 def check_resume_config(saved: Config, requested: Config) -> list[str]:
     """Differences between a saved and a requested config; raises on any unsafe one."""
-    old, new = flatten(saved.to_dict()), flatten(requested.to_dict())
-    changed = [key for key in sorted(old) if old[key] != new.get(key)]
-    unsafe = [key for key in changed if key not in RESUMABLE_FIELDS]
+    changes = config_changes(flatten(saved.to_dict()), flatten(requested.to_dict()))
+    unsafe = [text for key, text in changes.items() if key not in RESUMABLE_FIELDS]
     if unsafe:
-        details = "; ".join(f"{key}: {old[key]!r} -> {new.get(key)!r}" for key in unsafe)
         raise TrainError(
             "cannot resume: the config differs in fields that change the model or the data "
-            f"({details}). Use a new --run-dir, or resume with the saved values."
+            f"({'; '.join(unsafe)}). Use a new --run-dir, or resume with the saved values."
         )
-    return [f"{key}: {old[key]!r} -> {new.get(key)!r}" for key in changed]
+    return list(changes.values())
 
 
 def resume_point(run_dir: Path, config: Config, log=print):
@@ -258,12 +270,6 @@ def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:
     """
     from planet.checkpoint import check_fits_config
     from planet.components import build
-    from planet.data.replay import (
-        atomic_write_bytes,
-        episode_index,
-        list_episode_files,
-        remove_temporary_files,
-    )
     from planet.logging import Logger
     from planet.run_files import check_run_folder, load_run_config
     from planet.utils import seed_everything
@@ -282,30 +288,26 @@ def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:
         remove_temporary_files(directory)  # left by a kill in the middle of a write
     found = resume_point(run_dir, config, log) if resuming else None
     if found is not None:  # config.json edited to another model: one line, before building
-        check_fits_config(config, found[1], found[0], config_path)
+        checkpoint_path, payload, saved_replay = found
+        check_fits_config(config, payload, checkpoint_path, config_path)
     seed_everything(config.seed, config.machine.deterministic)
     components = build(config, env, log=log)
     replay_rng = np.random.default_rng(config.seed)
     state = TrainingState()
     replay = EpisodeReplay(None, config.train.bit_depth, config.train.max_episodes_in_memory)
     if found is not None:
-        path, payload, replay = found
-        state = TrainingState.restore(payload, components, replay_rng, path, config_path)
-        age = time.time() - path.stat().st_mtime
-        log(f"resuming from {path.name}: {state.episode} episodes, {state.env_steps} env "
-            f"steps, saved {age:.0f} s ago")
+        replay = saved_replay
+        state = TrainingState.restore(payload, components, replay_rng, checkpoint_path,
+                                      config_path)
+        age = time.time() - checkpoint_path.stat().st_mtime
+        log(f"resuming from {checkpoint_path.name}: {state.episode} episodes, "
+            f"{state.env_steps} env steps, saved {age:.0f} s ago")
         for change in changes:
             log(f"resume: allowed change {change}")
-        with open(run_dir / "resumes.jsonl", "a") as handle:  # a record of every resume
-            handle.write(json.dumps({
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "checkpoint": path.name,
-                "episode": state.episode, "env_steps": state.env_steps, "changes": changes,
-            }) + "\n")
+        append_resume_record(run_dir, checkpoint_path, state, changes)
     # Episode files past the resume point were collected after it (their checkpoint was never
     # written or was unusable): drop them; those episodes are collected again.
-    for stale in list_episode_files(episodes_dir):
-        if episode_index(stale) >= state.episode:
-            stale.unlink()
+    drop_episode_files_from(episodes_dir, state.episode)
     replay.directory = episodes_dir  # from here on, each new episode is written as it completes
     atomic_write_bytes(config_path, (config.to_json() + "\n").encode())
     # Events a killed run logged past the resume point are purged (steps are env steps).
@@ -316,6 +318,24 @@ def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:
                     rebuild=metrics_rebuilder(replay, components.env.action_repeat, config))
     return OpenRun(config, run_dir, components, replay, replay_rng, state, logger,
                    resumed=found is not None)
+
+
+def append_resume_record(run_dir: Path, checkpoint_path: Path, state: TrainingState,
+                         changes: list[str]) -> None:
+    """One line in RUN_DIR/resumes.jsonl per resume: when, from which checkpoint, where it
+    stood, and the config changes allowed."""
+    with open(run_dir / "resumes.jsonl", "a") as handle:
+        handle.write(json.dumps({
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "checkpoint": checkpoint_path.name,
+            "episode": state.episode, "env_steps": state.env_steps, "changes": changes,
+        }) + "\n")
+
+
+def drop_episode_files_from(episodes_dir: Path, first_index: int) -> None:
+    """Delete the episode files numbered `first_index` and above."""
+    for stale in list_episode_files(episodes_dir):
+        if episode_index(stale) >= first_index:
+            stale.unlink()
 
 
 def metrics_rebuilder(replay: EpisodeReplay, action_repeat: int, config: Config):

@@ -45,7 +45,7 @@ from planet.config import (
     parse_assignments,
 )
 from planet.errors import TrainError, UsageError
-from planet.resume import RESUMABLE_FIELDS
+from planet.resume import RESUMABLE_FIELDS, config_changes
 
 SWEEP_FILE = "sweep.json"
 ATTEMPTS_FILE = "sweep-attempts.jsonl"
@@ -174,14 +174,12 @@ def check_against_saved(out: Path, plan: dict[str, RunSpec]) -> list[str]:
         problems.append(f"runs new in this command: {', '.join(added)}")
     changed: dict[str, list[str]] = {}
     for name in sorted(set(plan) & set(saved_runs)):
-        old, new = saved_runs[name], flatten(plan[name].config.to_dict())
-        for key in sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
-                text = f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
-                if key in RESUMABLE_FIELDS:
-                    allowed.add(text)
-                else:
-                    changed.setdefault(text, []).append(name)
+        changes = config_changes(saved_runs[name], flatten(plan[name].config.to_dict()))
+        for key, text in changes.items():
+            if key in RESUMABLE_FIELDS:
+                allowed.add(text)
+            else:
+                changed.setdefault(text, []).append(name)
     for text, names in changed.items():
         problems.append(f"{text} ({len(names)} of {len(plan)} runs)")
     if problems:

@@ -118,7 +118,8 @@ def run_algorithm_1(run: OpenRun, progress: bool, log, fault_hook, on_episode) -
             record.update(timings(timer, record["agent_steps"]), wall_time=time.time() - started)
             log_episode(run, record, strip)
             maybe_kill(kill_at, "checkpoint", episode, 0)
-            checkpoint(run, record)
+            state.episode, state.wall_time = episode + 1, record["wall_time"]  # episode done
+            checkpoint_if_due(run)
             last = record
             bars.episode_done(record)
             if on_episode is not None and on_episode(record, components):
@@ -237,11 +238,10 @@ def log_episode(run: OpenRun, record: dict[str, Any], strip: np.ndarray | None) 
         run.logger.log_image("model/reconstruction", strip, record["env_steps"])
 
 
-def checkpoint(run: OpenRun, record: dict[str, Any]) -> None:
+def checkpoint_if_due(run: OpenRun) -> None:
     """After the episode is in replay and logged: every `checkpoint_interval` episodes and at
     the end; the newest two are kept."""
     state, config = run.state, run.config
-    state.episode, state.wall_time = record["episode"] + 1, record["wall_time"]
     if state.episode % config.train.checkpoint_interval and state.episode != config.train.episodes:
         return
     directory = run.run_dir / "checkpoints"
