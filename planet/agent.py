@@ -57,7 +57,8 @@ class Agent:
         self.observe(obs)
         action = self.planner(self.belief, self.state, generator)
         if explore and self.config.train.exploration_noise > 0:
-            # Gaussian exploration noise (std 0.3, not a variance), then clip to the bounds.
+            # Gaussian noise with std train.exploration_noise (0.3 in the paper; a std, not a
+            # variance), then clip to the action bounds.
             noise = torch.randn(action.shape, device=action.device, generator=generator)
             action = action + self.config.train.exploration_noise * noise
         self.action = action.clamp(-1.0, 1.0).float()

@@ -80,6 +80,12 @@ class Learner:
         return Losses(total, reconstruction, reward_term, kl, overshooting)
 
     def update(self, chunks: Chunks) -> dict[str, float]:
+        """One gradient step on the negative ELBO of a batch of chunks.
+
+        Returns the loss terms (total, reconstruction, reward, kl, overshooting), the gradient
+        norm before clipping, and skipped: 1.0 when a non-finite loss or gradient left the
+        weights untouched, else 0.0.
+        """
         # No reference to the float frames outlives the forward pass (the loss keeps only its
         # residual), so they are freed before the backward pass: 123 MB at the paper's batch.
         losses = self.compute_losses(*self.to_device(chunks))

@@ -189,7 +189,7 @@ def after_last_event_file(tensorboard_dir: Path) -> None:
 # phase "update": before update `index` of episode `episode`; "collect": at agent step `index`
 # of that episode's collection; "checkpoint": after the episode is stored and logged, before
 # its checkpoint is written. Unset (always, outside tests), it costs nothing.
-def test_kill_point() -> tuple[str, int, int] | None:
+def kill_point_from_env() -> tuple[str, int, int] | None:
     spec = os.environ.get("PLANET_TEST_KILL_AT")
     if not spec:
         return None

@@ -32,10 +32,10 @@ from planet.media import eval_media_due, log_eval_media, reconstruction_strip
 from planet.resume import (
     OpenRun,
     collect_kill_hook,
+    kill_point_from_env,
     maybe_kill,
     private_rng,
     start_or_resume,
-    test_kill_point,
 )
 from planet.run_lock import hold_run_dir
 from planet.seeds import Stream, episode_seed
@@ -100,7 +100,7 @@ def run_algorithm_1(run: OpenRun, progress: bool, log, fault_hook, on_episode) -
         log(f"nothing to do: the run already has {start} episodes (--episodes {total})")
     bars = Bars(total, start, config.train.seed_episodes, progress)
     timer, last, started = Timer(), {}, time.time() - state.wall_time
-    kill_at = test_kill_point()
+    kill_at = kill_point_from_env()
     try:
         for episode in range(start, total):
             timer.reset()
@@ -175,9 +175,14 @@ def fit_world_model(run: OpenRun, episode: int, timer: Timer, bars: Bars, fault_
         seed = episode_seed(config.seed, episode, Stream.IMAGES_RNG)
         with private_rng(run.components.device, seed):
             strip = reconstruction_strip(learner, chunks)
-    record = {f"loss_{key}" if key not in ("grad_norm", "skipped") else key: value
-              for key, value in mean_metrics(history).items()}
-    return record, strip
+    return loss_record(mean_metrics(history)), strip
+
+
+def loss_record(metrics: dict[str, float]) -> dict[str, float]:
+    """The episode's mean update metrics as metrics.jsonl names them: each loss term as
+    loss_<term> (loss_total, loss_kl, ...); grad_norm and skipped as they are."""
+    return {key if key in ("grad_norm", "skipped") else f"loss_{key}": value
+            for key, value in metrics.items()}
 
 
 def collect_episode(run: OpenRun, episode: int, seed_phase: bool, timer: Timer, bars: Bars,

@@ -22,7 +22,7 @@ Usage:
     rssm = RSSM(action_size=1)
     belief, state = rssm.initial(batch_size=B)
     out = rssm.observe(embedding, action, belief, state)    # (T, B, ...) each; posterior samples
-    imagined = rssm.imagine(action_seq, out.beliefs[-1], out.states[-1])  # prior rollout
+    imagined = rssm.imagine(action, out.beliefs[-1], out.states[-1])  # prior rollout
 """
 
 from __future__ import annotations
@@ -195,12 +195,12 @@ class RSSM(nn.Module):
             states.append(state)
             means.append(posterior.mean)
             stddevs.append(posterior.stddev)
-        beliefs_t = torch.stack(beliefs)  # (T, B, belief)
+        all_beliefs = torch.stack(beliefs)  # (T, B, belief)
         # The prior needs no step-by-step loop: one batched pass over all (T, B) beliefs.
         return Rollout(
-            beliefs=beliefs_t,
+            beliefs=all_beliefs,
             states=torch.stack(states),
-            prior=self.prior(beliefs_t),
+            prior=self.prior(all_beliefs),
             posterior=Gaussian(torch.stack(means), torch.stack(stddevs)),
         )
 
