@@ -23,13 +23,17 @@ def run_episodes(
     seeds: list[int],
     explore: bool,
     rng: np.random.Generator | None = None,
-    on_frame=None,
+    on_step=None,
 ) -> list[dict[str, np.ndarray]]:
     """Run one episode in each env in lockstep; the agent plans for all of them in one batch.
 
-    `agent=None` takes uniform random actions from `rng` (the seed episodes). `on_frame(obs, t,
-    active)` sees each batch of observations (for videos). Returns one episode per env.
+    `agent=None` takes uniform random actions from `rng` (the seed episodes). `on_step(t)` runs
+    before each batch of actions (t = 0, 1, ...) and once when every episode has ended (t = the
+    longest episode's agent steps): for progress bars and crash tests. Returns one episode per
+    env.
     """
+    if agent is None and rng is None:
+        raise ValueError("run_episodes: uniform random actions (agent=None) need an rng")
     observations = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds, strict=True)]
     action_size = int(np.prod(envs[0].action_space.shape))
     records = [
@@ -41,9 +45,9 @@ def run_episodes(
         agent.reset(len(envs))
     step = 0
     while any(active):
-        batch_obs = np.stack(observations)
-        if on_frame is not None:
-            on_frame(batch_obs, step, active)
+        batch_obs = np.stack(observations)  # (B, ...) one observation per env
+        if on_step is not None:
+            on_step(step)
         if agent is None:
             actions = rng.uniform(-1.0, 1.0, size=(len(envs), action_size)).astype(np.float32)
         else:
@@ -59,8 +63,8 @@ def run_episodes(
             if terminated or truncated:
                 active[index] = False
         step += 1
-    if on_frame is not None:
-        on_frame(np.stack(observations), step, [True] * len(envs))
+    if on_step is not None:
+        on_step(step)
     return [
         {
             "obs": np.stack(record["obs"]),

@@ -100,15 +100,15 @@ def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None,
     # The planner's candidates come from torch's RNG: seeded from --seed, the same command gives
     # the same returns (same machine, precision and thread count).
     seed_everything(episode_seed(seed_base, 0, Stream.EVALUATE_RNG))
-    steps = envs[0].max_episode_steps  # agent steps of the longest episode
+    steps = envs[0].agent_steps_per_episode  # of the longest episode
     bar = tqdm(total=steps, desc=f"{args.episodes} episodes at once", unit="step",
                dynamic_ncols=True, disable=args.no_progress)
 
-    def on_frame(obs, step, active):
+    def on_step(step: int) -> None:
         bar.update(min(step, steps) - bar.n)
 
     try:
-        episodes = run_episodes(envs, run.agent, seeds, explore=False, on_frame=on_frame)
+        episodes = run_episodes(envs, run.agent, seeds, explore=False, on_step=on_step)
     finally:
         bar.close()
         for env in envs:

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from planet.data.replay import atomic_write_bytes, fsync_directory
+
 
 class Logger:
     """Writes each episode's metrics to `metrics.jsonl` and TensorBoard (train/, eval/, loss/,
@@ -46,26 +48,11 @@ class Logger:
         present = {record.get("episode") for record in kept}
         unreadable = _episodes_of_bad_lines(records, bad_lines)
         missing = [episode for episode in range(start_episode) if episode not in present]
-        if rebuild is None:
-            outcome = "it cannot be rebuilt here, so the run has no metrics for it"
-        else:
-            outcome = ("rebuilt from the episode file (return and steps; its losses and "
-                       "timings are lost)")
-        for episode in missing:
-            if episode in unreadable:
-                warn(f"warning: {self.metrics_path} line {unreadable[episode]} (episode "
-                     f"{episode}) cannot be read; {outcome}")
-        absent = [episode for episode in missing if episode not in unreadable]
-        if absent:
-            shown = ", ".join(map(str, absent[:5])) + (" ..." if absent[5:] else "")
-            warn(f"warning: {self.metrics_path} has no line for episode(s) {shown}; "
-                 f"{outcome.replace('it', 'each', 1) if rebuild is None else outcome}")
+        _warn_missing(self.metrics_path, missing, unreadable, rebuild is not None, warn)
         if rebuild is not None:
             kept += [rebuild(episode) for episode in missing]
         kept.sort(key=lambda record: record.get("episode", math.inf))  # stable: order kept
         # Atomic, so a kill during the rewrite cannot lose the lines kept.
-        from planet.data.replay import atomic_write_bytes
-
         lines = "".join(json.dumps(record, sort_keys=True) + "\n" for record in kept)
         atomic_write_bytes(self.metrics_path, lines.encode())
 
@@ -78,7 +65,7 @@ class Logger:
             handle.flush()
             os.fsync(handle.fileno())
         if created:
-            _fsync_folder(self.metrics_path.parent)
+            fsync_directory(self.metrics_path.parent)
         if self.writer is None:
             return
         step = record["env_steps"]
@@ -109,12 +96,24 @@ class MetricsError(ValueError):
     """An unreadable line in metrics.jsonl; the message names the file and the line."""
 
 
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+def _warn_missing(metrics_path: Path, missing: list[int], unreadable: dict[int, int],
+                  rebuilt: bool, warn) -> None:
+    """Warn once per unreadable line, and once for all episodes with no line, saying whether
+    their metrics were rebuilt from the episode files."""
+    if rebuilt:
+        one = many = ("rebuilt from the episode file (return and steps; its losses and timings "
+                      "are lost)")
+    else:
+        one = "it cannot be rebuilt here, so the run has no metrics for it"
+        many = "they cannot be rebuilt here, so the run has no metrics for them"
+    for episode in missing:
+        if episode in unreadable:
+            warn(f"warning: {metrics_path} line {unreadable[episode]} (episode {episode}) cannot "
+                 f"be read; {one}")
+    absent = [episode for episode in missing if episode not in unreadable]
+    if absent:
+        shown = ", ".join(map(str, absent[:5])) + (" ..." if absent[5:] else "")
+        warn(f"warning: {metrics_path} has no line for episode(s) {shown}; {many}")
 
 
 def _episodes_of_bad_lines(records: list[tuple[int, dict]], bad_lines: list[int]) -> dict:

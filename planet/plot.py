@@ -47,8 +47,6 @@ def warn_on_stderr(message: str) -> None:
 
 
 def load_curves(run_dir: Path) -> dict:
-    if not run_dir.is_dir():
-        raise TrainError(f"run dir {run_dir} does not exist")
     config = load_run_config(run_dir)
     records = read_metrics(run_dir, warn=warn_on_stderr)
     if not records:

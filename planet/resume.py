@@ -205,7 +205,7 @@ def maybe_kill(kill_at, phase: str, episode: int, index: int) -> None:
 def collect_kill_hook(kill_at, episode: int):
     if kill_at is None or kill_at[0] != "collect":
         return None
-    return lambda obs, step, active: maybe_kill(kill_at, "collect", episode, step)
+    return lambda step: maybe_kill(kill_at, "collect", episode, step)
 
 
 # --- the state a checkpoint saves, and a run started or resumed from it ----------------------

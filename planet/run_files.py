@@ -28,13 +28,16 @@ OUTPUT_NAMES = ("videos", "eval.json")
 
 
 def load_run_config(run_dir: str | Path) -> Config:
-    """The run's resolved config (config.json); a missing or damaged file is a TrainError."""
+    """The run's resolved config (config.json); a missing run folder, or a missing or damaged
+    config, is a TrainError."""
+    if not Path(run_dir).is_dir():
+        raise TrainError(f"run dir {run_dir} does not exist")
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise TrainError(f"{run_dir} is not a run dir: {path.name} not found")
     try:
         return Config.load(path)
-    except ValueError as error:  # json.JSONDecodeError included
+    except (ValueError, AttributeError, TypeError) as error:  # bad JSON, field or shape
         raise TrainError(f"cannot read {path}: {error}") from None
 
 

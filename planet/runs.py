@@ -19,7 +19,6 @@ from planet.checkpoint import (
 )
 from planet.components import Components, build
 from planet.config import Config, apply_overrides
-from planet.errors import TrainError
 from planet.run_files import load_run_config
 
 
@@ -69,8 +68,6 @@ def load_run(
     incompatible checkpoint, each with a one-line message.
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise TrainError(f"run dir {run_dir} does not exist")
     config = load_run_config(run_dir)
     if device is not None:
         overrides = {**(overrides or {}), "device": device}
@@ -87,7 +84,8 @@ def load_run(
     else:
         path = Path(checkpoint)
         if not path.is_file():
-            raise CheckpointError(f"checkpoint {path} not found")
+            raise CheckpointError(f"checkpoint {path} not found; omit --checkpoint to load "
+                                  f"the newest in {run_dir / 'checkpoints'}")
         payload = load_checkpoint(path)
     check_fits_config(config, payload, path, run_dir / "config.json")
     components = build(config, env, log=warn)

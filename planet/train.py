@@ -193,14 +193,14 @@ def collect_episode(run: OpenRun, episode: int, seed_phase: bool, timer: Timer, 
     seed = episode_seed(run.config.seed, episode, Stream.COLLECT)
     kill_hook = collect_kill_hook(kill_at, episode)
 
-    def on_frame(obs, step, active):
+    def on_step(step: int) -> None:
         bars.step(step)
         if kill_hook is not None:
-            kill_hook(obs, step, active)
+            kill_hook(step)
 
     with timer("collect"):
         (collected,) = run_episodes([env], None if seed_phase else agent, [seed], explore=True,
-                                    rng=np.random.default_rng(seed), on_frame=on_frame)
+                                    rng=np.random.default_rng(seed), on_step=on_step)
     steps = len(collected["obs"]) - 1
     run.state.env_steps += steps * env.action_repeat
     run.replay.add(collected)

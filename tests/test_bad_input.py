@@ -154,6 +154,9 @@ def test_damaged_config_json(tmp_path, capsys):
     (run_dir / "config.json").write_text('{"train": {"batch_size": "large"}}')
     code, line = run_cli(["train", "--resume", str(run_dir)], capsys)
     assert code == 2 and "train.batch_size must be int, got 'large'" in line
+    (run_dir / "config.json").write_text("[]")  # valid JSON, not a config
+    code, line = run_cli(["train", "--resume", str(run_dir)], capsys)
+    assert code == 2 and f"cannot read {run_dir / 'config.json'}" in line
 
 
 def test_entry_point_exit_status_and_single_line(tmp_path):

@@ -43,7 +43,7 @@ def test_action_repeat_sums_rewards_and_episode_has_1000_env_steps():
         _, _, terminated, truncated, _ = env.step(action)
         steps += 1
         done = terminated or truncated
-    assert steps == 125 and env.max_episode_steps == 125
+    assert steps == 125 and env.agent_steps_per_episode == 125
     env.close()
     inner.close()
 
@@ -61,7 +61,7 @@ def test_gym_env_renders_resized_frames_and_rescales_actions():
     obs, _ = env.reset(seed=0)
     assert obs.shape == (3, 64, 64) and obs.dtype == np.uint8 and obs.std() > 1
     assert np.allclose(env.action_space.low, -1) and np.allclose(env.action_space.high, 1)
-    assert env.max_episode_steps == 1000
+    assert env.agent_steps_per_episode == 1000
 
 
 def test_symbolic_observations_are_flat_float_vectors():

@@ -119,11 +119,14 @@ class EpisodeReplay:
         if self.directory is not None:
             path = self.directory / f"{index:06d}_{rows - 1}.npz"
             save_episode(path, stored)
-        self.episodes.append(stored)
-        self.lengths.append(rows - 1)
+        self._append(stored, rows - 1, path)
+        return index
+
+    def _append(self, episode: dict[str, np.ndarray], length: int, path: Path | None) -> None:
+        self.episodes.append(episode)
+        self.lengths.append(length)
         self.paths.append(path)
         self._evict()
-        return index
 
     def _evict(self) -> None:
         """Keep at most `max_episodes_in_memory` episodes in RAM (0: all); the oldest go first.
@@ -170,10 +173,7 @@ class EpisodeReplay:
             if len(episode["obs"]) != length + 1:
                 raise ReplayError(f"episode file {path} holds {len(episode['obs']) - 1} steps, "
                                   f"but its name says {length}; the file is damaged")
-            replay.episodes.append(episode)
-            replay.lengths.append(len(episode["obs"]) - 1)
-            replay.paths.append(path)
-            replay._evict()
+            replay._append(episode, length, path)
         return replay
 
     # --- sampling ------------------------------------------------------------------------------
@@ -307,11 +307,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     finally:
         if temporary.exists():
             temporary.unlink()
-    directory_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a new or renamed entry in `directory` survive a power cut (fsync the folder)."""
+    descriptor = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(directory_fd)
+        os.fsync(descriptor)
     finally:
-        os.close(directory_fd)
+        os.close(descriptor)
 
 
 def remove_temporary_files(directory: Path) -> list[Path]:

@@ -8,7 +8,7 @@ Names:
 Every env returned by `make_env` has:
     observation: uint8 (3, 64, 64) frames (or float32 state vectors with symbolic=True);
     action: a Box scaled to [-1, 1] (the planner's bounds);
-    `action_repeat` and `max_episode_steps` (agent steps) as attributes of the outer wrapper.
+    `action_repeat` and `agent_steps_per_episode` as attributes of the outer wrapper.
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def make_env(
     symbolic: bool = False,
     max_episode_steps: int = 1000,
 ) -> gym.Env:
-    """Build an env by name (see module docstring). `action_repeat` 0 takes the task default."""
+    """Build an env by name (see module docstring). `action_repeat` 0 takes the task default;
+    `max_episode_steps` counts env steps, action repeats included (1000: 125 agent steps at
+    action repeat 8)."""
     family, task = parse_env_name(name)
     repeat = action_repeat or default_action_repeat(name)
     if family == "dmc":
@@ -108,7 +110,7 @@ def make_env(
             env = ResizeObservation(env, (image_size, image_size))
         env = ChannelsFirst(env)
     env.action_repeat = repeat
-    env.max_episode_steps = agent_steps
+    env.agent_steps_per_episode = agent_steps
     env.reset(seed=seed)
     env.action_space.seed(seed)
     return env
