@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from planet.figures import save_figure
-from planet.references import planet_returns, task_of
+from planet.references import planet_returns, reference_steps_shown, task_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,12 +39,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
-def evaluate_now(config, agent, count: int, index: int) -> list[float]:
+# Evaluation number k of a learning benchmark seeds its episodes with indices 10000 + 100 k + i
+# on Stream.EVALUATE: clear of the indices 0 .. N-1 that `planet evaluate --episodes N` uses.
+BENCH_EVAL_OFFSET = 10_000
+MAX_EVAL_EPISODES = 100  # so that evaluations never share an index
+
+
+def bench_eval_returns(config, agent, count: int, index: int) -> list[float]:
+    """Returns of evaluation number `index`: `count` noise-free episodes as one batch."""
     from planet.episodes import run_test_episodes
     from planet.seeds import Stream, episode_seed
 
-    seeds = [episode_seed(config.seed, 10_000 + index * 100 + i, Stream.EVALUATE)
-             for i in range(count)]
+    seeds = [episode_seed(config.seed, BENCH_EVAL_OFFSET + index * MAX_EVAL_EPISODES + i,
+                          Stream.EVALUATE) for i in range(count)]
     return [float(e["reward"].sum()) for e in run_test_episodes(config, agent, seeds)]
 
 
@@ -56,6 +63,8 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.minutes <= 0 or args.eval_every <= 0 or args.eval_episodes <= 0:
         raise ConfigError("--minutes, --eval-every and --eval-episodes must be positive")
+    if args.eval_episodes > MAX_EVAL_EPISODES:
+        raise ConfigError(f"--eval-episodes must be at most {MAX_EVAL_EPISODES}")
     overrides = {"env.name": args.env, "seed": args.seed, "train.test_interval": 0,
                  "train.episodes": 100_000}  # the clock, not the episode count, ends the run
     if args.device:
@@ -76,7 +85,8 @@ def run(args: argparse.Namespace) -> dict:
         if train_seconds >= state["next"] or stop:
             start = time.time()
             with private_rng(components.device, 1_000_000 + len(points)):
-                returns = evaluate_now(config, components.agent, args.eval_episodes, len(points))
+                returns = bench_eval_returns(config, components.agent, args.eval_episodes,
+                                             len(points))
             state["eval_seconds"] += time.time() - start
             points.append({
                 "train_minutes": train_seconds / 60, "env_steps": record["env_steps"],
@@ -134,8 +144,9 @@ def plot_learning(summaries: list[dict], path: Path) -> None:
             axis.axhline(references["table1"], color="grey", linestyle="--",
                          label=f"paper Table 1 (1000 episodes): {references['table1']}")
     reached = max((p["env_steps"] for s in summaries for p in s["points"]), default=0)
-    for steps, key in ((100_000, "100k"), (500_000, "500k")):
-        if key in references and reached >= steps / 5:  # only references near the runs' range
+    for steps in reference_steps_shown(reached):
+        key = f"{steps // 1000}k"
+        if key in references:
             by_steps.scatter([steps], [references[key]], marker="x", color="black", zorder=5,
                              label=f"PlaNet at {key} steps: {references[key]}")
     by_time.set_xlabel("training wall time (minutes)")

@@ -23,7 +23,7 @@ import numpy as np
 from planet.errors import TrainError, UsageError
 from planet.figures import save_figure
 from planet.logging import read_metrics
-from planet.references import planet_returns, task_of
+from planet.references import planet_returns, reference_steps_shown, task_of
 from planet.run_files import load_run_config, refuse_run_files
 
 
@@ -57,14 +57,6 @@ def load_curves(run_dir: Path) -> dict:
     return {"task": task_of(config.env.name), "label": run_label(run_dir),
             "train": np.array(train, float).reshape(-1, 2),
             "eval": np.array(evals, float).reshape(-1, 3)}
-
-
-REFERENCE_STEPS = (100_000, 500_000)
-
-
-def reference_steps_shown(max_steps: float) -> list[int]:
-    """The published step counts to mark: those the runs have reached at least half of."""
-    return [steps for steps in REFERENCE_STEPS if max_steps >= steps / 2]
 
 
 def plot_runs(runs: list[dict], out: Path, width: int, height: int, train: bool = True) -> None:

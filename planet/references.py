@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TASKS = (
-    "cartpole-swingup",
-    "reacher-easy",
-    "cheetah-run",
-    "finger-spin",
-    "ball_in_cup-catch",
-    "walker-walk",
-)
+from planet.tasks import ACTION_REPEATS
+
+TASKS = tuple(ACTION_REPEATS)  # the paper's six, in its order
+
+# The step counts the paper's own learning curves are quoted at (planet_returns' "100k", "500k").
+REFERENCE_STEPS = (100_000, 500_000)
+
+
+def reference_steps_shown(max_steps: float) -> list[int]:
+    """The published step counts a figure marks: those the runs have reached at least half of,
+    so that a short run's axis is not stretched to a far-away marker."""
+    return [steps for steps in REFERENCE_STEPS if max_steps >= steps / 2]
 
 
 @dataclass(frozen=True)

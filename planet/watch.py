@@ -92,13 +92,23 @@ def reconstruction(run) -> np.ndarray:
     return to_display(image).permute(0, 2, 3, 1).cpu().numpy()
 
 
+CAPTION_HEIGHT = 36  # px, the two caption lines above the frames
+GAP = 8  # px between the real frame and the reconstruction
+
+
+def window_size(scale: int) -> tuple[int, int]:
+    """(width, height) of what `compose` draws at `scale`."""
+    return 2 * 64 * scale + GAP, CAPTION_HEIGHT + 64 * scale
+
+
 def compose(real: np.ndarray, recon: np.ndarray, scale: int, lines: list[str]) -> np.ndarray:
-    """Caption bar over [real | reconstruction], (36 + 64 * scale, 128 * scale + 8, 3)."""
+    """Caption bar over [real | gap | reconstruction], (height, width, 3) of window_size."""
     real, recon = upscale(real, scale), upscale(recon, scale)
-    gap = np.full((real.shape[0], 8, 3), 24, np.uint8)
+    gap = np.full((real.shape[0], GAP, 3), 24, np.uint8)
     body = np.concatenate([real, gap, recon], axis=1)
     colors = [(255, 255, 255), (180, 180, 180)]
-    bar = caption_bar(body.shape[1], 36, list(zip(lines, colors, strict=False)), scale=0.42)
+    bar = caption_bar(body.shape[1], CAPTION_HEIGHT, list(zip(lines, colors, strict=False)),
+                      scale=0.42)
     return np.concatenate([bar, body], axis=0)
 
 
@@ -110,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
     if run.model.symbolic:
         raise UsageError("watch shows images; this run uses --symbolic state observations")
     seed_base = run.config.seed if args.seed is None else args.seed
-    width, height = 128 * args.scale + 8, 36 + 64 * args.scale
+    width, height = window_size(args.scale)
     pygame, screen = open_window(width, height, f"planet watch: {run.run_dir}")
     print(f"watching {run.checkpoint} on {run.config.env.name} in a {width}x{height} window "
           "(Esc or q closes it)", flush=True)

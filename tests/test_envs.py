@@ -8,7 +8,7 @@ from planet.envs import EnvError, default_action_repeat, make_env
 from planet.envs.dmc import ACTION_REPEATS
 
 
-def test_paper_action_repeats():
+def test_default_action_repeat_is_the_papers_table_and_1_elsewhere():
     assert ACTION_REPEATS == {
         "cartpole-swingup": 8, "reacher-easy": 4, "cheetah-run": 4,
         "finger-spin": 2, "ball_in_cup-catch": 4, "walker-walk": 2,
@@ -101,8 +101,8 @@ def test_missing_gl_libraries_name_the_packages_to_install(monkeypatch):
 
 
 def test_importing_dm_control_does_not_turn_on_every_deprecation_warning():
-    # dm_control.composer sets simplefilter("always", DeprecationWarning) process-wide; torch's
-    # inductor import (the compiled planner's first call) then printed 14 warnings into the log.
+    # dm_control.composer sets simplefilter("always", DeprecationWarning) process-wide; with it,
+    # torch's inductor import (the compiled planner's first call) prints 14 warnings.
     script = ("from planet.envs.dmc import import_dm_control; import_dm_control(); "
               "import torch.utils.mkldnn")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

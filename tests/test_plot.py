@@ -39,7 +39,8 @@ def drawn(curves: dict) -> tuple[tuple[float, float], list[str]]:
 
 
 def test_step_axis_ends_past_the_runs_and_the_markers_they_reach(smoke_run):
-    from planet.plot import load_curves, reference_steps_shown
+    from planet.plot import load_curves
+    from planet.references import reference_steps_shown
 
     assert reference_steps_shown(20_000) == []
     assert reference_steps_shown(60_000) == [100_000]  # half of 100k reached

@@ -42,7 +42,7 @@ def test_storage_is_uint8_and_grows_per_episode():
     assert chunks.obs.dtype == np.uint8
 
 
-def test_sampling_one_short_episode():
+def test_a_chunk_as_long_as_the_only_episode_starts_at_row_0_and_a_longer_one_raises():
     replay = EpisodeReplay()
     replay.add(make_episode(0, 4))  # 5 rows
     chunks = replay.sample(8, 5, np.random.default_rng(1))
@@ -53,8 +53,8 @@ def test_sampling_one_short_episode():
 
 def test_sampling_is_uniform_over_start_rows():
     replay = EpisodeReplay()
-    replay.add(make_episode(0, 4))  # 1 start for chunks of 4: rows 0..4 -> starts 0, 1
-    replay.add(make_episode(1, 13))  # 11 starts
+    replay.add(make_episode(0, 4))  # rows 0..4: 2 starts (0, 1) for chunks of 4
+    replay.add(make_episode(1, 13))  # rows 0..13: 11 starts
     chunks = replay.sample(12000, 4, np.random.default_rng(2))
     share_short = (chunks.action[0, :, 0] == 0).mean()
     assert share_short == pytest.approx(2 / 13, abs=0.02)
@@ -67,7 +67,7 @@ def test_episodes_on_disk_round_trip_and_memory_cap(tmp_path):
     assert sorted(path.name for path in tmp_path.glob("*.npz")) == [
         f"{index:06d}_6.npz" for index in range(5)
     ]
-    assert sum(episode is not None for episode in replay.episodes) == 2
+    assert replay.resident == 2
     # Evicted episodes are still sampled, read back from disk.
     chunks = replay.sample(300, 7, np.random.default_rng(0))
     assert set(np.unique(chunks.action[0, :, 0])) == set(range(5))

@@ -34,6 +34,7 @@ def test_watch_draws_frames_under_xvfb(smoke_run, tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     os.close(write_end)
+    watch = None
     try:
         display = os.read(read_end, 16).decode().strip()
         env = {**os.environ, "DISPLAY": f":{display}"}
@@ -52,6 +53,8 @@ def test_watch_draws_frames_under_xvfb(smoke_run, tmp_path):
                 best = (len(lit), lit.min(0), lit.max(0), screen)
         out, err = watch.communicate(timeout=60)
     finally:
+        if watch is not None and watch.poll() is None:  # past the deadline: no process left
+            watch.kill()
         xvfb.terminate()
         xvfb.wait(timeout=10)
     assert watch.returncode == 0, err
@@ -72,7 +75,7 @@ def test_watch_without_display_fails_cleanly(smoke_run, capsys, monkeypatch):
     assert_one_line_error(code, err, "no display", "planet evaluate")
 
 
-def test_watch_missing_run(tmp_path, capsys, monkeypatch):
+def test_watch_of_a_missing_run_dir_fails_in_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DISPLAY", ":12345")
     code, _, err = run_cli(capsys, "watch", tmp_path / "missing")
     assert_one_line_error(code, err, "does not exist")

@@ -72,12 +72,8 @@ def make_env(
     family, task = parse_env_name(name)
     repeat = action_repeat or default_action_repeat(name)
     if family == "dmc":
-        from planet.envs.dmc import make_dmc_env, split_task
+        from planet.envs.dmc import make_dmc_env
 
-        try:
-            split_task(task)
-        except ValueError:
-            raise EnvError(f"unknown dm_control task {task!r}; {VALID_FORMS}") from None
         try:
             env = make_dmc_env(task, seed, image_size, symbolic)
         except KeyError:

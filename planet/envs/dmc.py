@@ -15,16 +15,19 @@ from planet.tasks import ACTION_REPEATS  # noqa: F401 - the paper's table, re-ex
 
 
 def split_task(name: str) -> tuple[str, str]:
-    """'ball_in_cup-catch' -> ('ball_in_cup', 'catch'); the domain may hold underscores only."""
+    """'ball_in_cup-catch' -> ('ball_in_cup', 'catch'); the domain may hold underscores only.
+    Any other form is a KeyError, as an unknown task is."""
     if name.count("-") != 1:
-        raise ValueError(name)
+        raise KeyError(name)
     domain, task = name.split("-")
     return domain, task
 
 
 def make_dmc_env(name: str, seed: int, image_size: int, symbolic: bool) -> gym.Env:
+    """dm_control's `domain-task` behind the Gymnasium API; KeyError for an unknown task."""
     from planet.envs.gl import choose_gl_backend, missing_gl_message
 
+    domain, task = split_task(name)  # a malformed name fails before any GL or MuJoCo work
     # Chosen even for symbolic runs: dm_control imports a GL backend either way, and GLFW warns
     # without a display.
     if choose_gl_backend(symbolic) is None and not symbolic:
@@ -32,8 +35,6 @@ def make_dmc_env(name: str, seed: int, image_size: int, symbolic: bool) -> gym.E
 
         raise EnvError(missing_gl_message())
     suite, DmControlCompatibilityV0 = import_dm_control()
-
-    domain, task = split_task(name)
     if (domain, task) not in suite.ALL_TASKS:
         raise KeyError(name)
     dm_env = suite.load(domain, task, task_kwargs={"random": seed})
@@ -49,7 +50,7 @@ def import_dm_control():
 
     Importing dm_control.composer (shimmy does) calls warnings.simplefilter("always",
     DeprecationWarning), so every library's deprecation warnings would print for the rest of the
-    run: torch.compile's first call printed 14 of them. That one filter is taken out again.
+    process (torch.compile's first call alone prints 14). That one filter is taken out again.
     """
     from dm_control import suite
     from shimmy.dm_control_compatibility import DmControlCompatibilityV0
