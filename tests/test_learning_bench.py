@@ -33,3 +33,14 @@ def test_short_learning_benchmark_writes_json_and_curve(tmp_path, capsys):
     assert image.shape[:2] == (420, 1100)
     assert "eval return" in capsys.readouterr().out
     assert (out / "run" / "metrics.jsonl").exists()
+
+
+def test_bad_budgets_and_too_many_eval_episodes_are_one_line_errors(tmp_path, capsys):
+    base = ["bench-learning", "--preset", "smoke", "--out", str(tmp_path / "b")]
+    cases = {("--minutes", "0"): "must be positive",
+             ("--eval-episodes", "101"): "--eval-episodes must be at most 100"}
+    for args, expected in cases.items():
+        assert main([*base, *args]) == 2, args
+        error = capsys.readouterr().err
+        assert expected in error and len(error.strip().splitlines()) == 1, error
+    assert not (tmp_path / "b").exists()  # refused before anything was written
