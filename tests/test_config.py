@@ -125,7 +125,9 @@ def test_presets_stack_left_to_right():
     for key, value in PRESETS["smoke"].items():
         section, name = key.split(".")
         assert getattr(getattr(config, section), name) == value
-    assert make_config("smoke,paper").train.batch_size == PRESETS["smoke"]["train.batch_size"]
+    # Both set train.batch_size (cpu 32, smoke 4): the preset on the right wins.
+    assert make_config("smoke,cpu").train.batch_size == PRESETS["cpu"]["train.batch_size"] == 32
+    assert make_config("cpu,smoke").train.batch_size == PRESETS["smoke"]["train.batch_size"] == 4
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         make_config("nope")
 

@@ -62,6 +62,10 @@ def test_gym_env_renders_resized_frames_and_rescales_actions():
     assert obs.shape == (3, 64, 64) and obs.dtype == np.uint8 and obs.std() > 1
     assert np.allclose(env.action_space.low, -1) and np.allclose(env.action_space.high, 1)
     assert env.agent_steps_per_episode == 1000
+    env.step(np.ones(1, np.float32))  # the top of [-1, 1] is Pendulum's full torque, 2
+    assert env.unwrapped.last_u == pytest.approx(2.0)
+    env.step(np.full(1, -0.5, np.float32))
+    assert env.unwrapped.last_u == pytest.approx(-1.0)
 
 
 def test_symbolic_observations_are_flat_float_vectors():
@@ -76,6 +80,7 @@ def test_toy_env_rewards_the_centre():
     assert obs.shape == (3, 64, 64) and obs.max() == 255
     position = env.unwrapped.position.copy()
     _, reward, *_ = env.step(-np.sign(position).astype(np.float32))
+    assert reward == pytest.approx(-np.linalg.norm(env.unwrapped.position))  # -||p|| after it
     assert reward > -np.linalg.norm(position)  # moving towards the centre pays
 
 

@@ -67,7 +67,40 @@ def test_actions_stay_within_bounds(device):
     assert torch.allclose(action.cpu(), torch.tensor([[1.0, -1.0]]), atol=0.05)
 
 
-def test_same_seed_same_plan_and_batch_matches_single_env_runs(device):
+class CountingRSSM(nn.Module):
+    """Mock model: belief = [target (A), last action (A), steps taken (1)]."""
+
+    def transition(self, belief, state, action):
+        steps = belief[..., -1:] + 1
+        return torch.cat([belief[..., :ACTION_SIZE], action, steps], dim=-1)
+
+    def prior(self, belief):
+        zeros = belief.new_zeros(*belief.shape[:-1], 1)
+        return Gaussian(zeros, zeros)
+
+
+class FirstStepReward(nn.Module):
+    """r_t = -||a_t - target||^2 at the first step, -||a_t + target||^2 at every later one."""
+
+    def forward(self, features):
+        target = features[..., :ACTION_SIZE]
+        action = features[..., ACTION_SIZE : 2 * ACTION_SIZE]
+        sign = torch.where(features[..., 2 * ACTION_SIZE : 2 * ACTION_SIZE + 1] == 1, 1.0, -1.0)
+        return -((action - sign * target) ** 2).sum(-1)
+
+
+def test_the_planner_returns_the_first_step_of_its_plan(device):
+    # The best plan is the target now and its negation after: returning the last step or the
+    # plan's mean over steps gives -target or -0.6 target instead.
+    config = PlannerConfig(horizon=5, iterations=8, candidates=400, top_candidates=40)
+    planner = CEMPlanner(CountingRSSM(), FirstStepReward(), ACTION_SIZE, config)
+    targets = torch.tensor([[0.3, -0.6]], device=device)
+    belief = torch.cat([targets, torch.zeros_like(targets), torch.zeros(1, 1, device=device)], -1)
+    action = planner(belief, torch.zeros(1, 1, device=device), seeded(device, 5))
+    assert torch.allclose(action.cpu(), torch.tensor([[0.3, -0.6]]), atol=0.05)
+
+
+def test_same_seed_same_plan_and_a_batch_plans_like_single_envs_within_cem_noise(device):
     belief, state = start([[0.1, 0.2], [-0.3, 0.4]], device)
     planner = make_planner(iterations=3)
     first = planner(belief, state, seeded(device, 3))
