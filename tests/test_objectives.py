@@ -138,3 +138,38 @@ def test_overshooting_matches_a_slow_loop(device):
                     terms.append(torch.clamp(kl, min=1.0))
         slow = torch.cat(terms).mean()
     assert fast.item() == pytest.approx(slow.item(), rel=1e-5)
+
+
+def test_learner_adds_the_scaled_overshooting_term_of_its_own_posterior_rollout():
+    """Learner.compute_losses with overshooting on: the term is overshooting_kl_loss of the same
+    posterior rollout with the config's distance and free nats, and enters the total with its
+    scale; with overshooting off it is 0."""
+    import numpy as np
+
+    from planet.bench import BenchPath, random_replay
+    from planet.config import make_config
+
+    # Free nats 0: an untrained model's KLs sit below the default 3 nats, and a term clamped
+    # everywhere would equal 3 whatever it compared.
+    config = make_config("smoke", {"train.overshooting": True, "train.overshooting_distance": 3,
+                                   "train.overshooting_kl_scale": 2.0, "train.free_nats": 0.0})
+    path = BenchPath(config, 1, torch.device("cpu"), None)
+    chunks = random_replay(config, 1, seed=0).sample(
+        config.train.batch_size, config.train.chunk_length, np.random.default_rng(0))
+    obs, action, reward = path.learner.to_device(chunks)
+    torch.manual_seed(0)
+    losses = path.learner.compute_losses(obs, action, reward)
+    torch.manual_seed(0)  # the same posterior samples, then the same prior samples
+    with torch.no_grad(), path.autocast():
+        rollout = path.model.observe(obs, action)
+        direct = overshooting_kl_loss(path.model.rssm, rollout.beliefs, rollout.states, action,
+                                      rollout.posterior, 3, config.train.free_nats)
+    train = config.train
+    assert losses.overshooting.item() == pytest.approx(direct.item(), rel=1e-4)
+    assert losses.overshooting.item() > 0.01  # a real KL, not a clamp
+    assert losses.total.item() == pytest.approx(
+        (losses.reconstruction + train.reward_scale * losses.reward + losses.kl
+         + 2.0 * losses.overshooting).item(), rel=1e-5)
+    off = make_config("smoke")
+    assert BenchPath(off, 1, torch.device("cpu"), None).learner.compute_losses(
+        obs, action, reward).overshooting.item() == 0.0
