@@ -1,0 +1,56 @@
+"""The acting agent: exploration noise, action bounds, and which action it filters with."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from planet.bench import BenchPath
+from planet.config import make_config
+
+ACTION_SIZE = 2
+
+
+@pytest.fixture
+def agent():
+    config = make_config("smoke")
+    return BenchPath(config, ACTION_SIZE, torch.device("cpu"), None).agent
+
+
+def frames(count: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, 3, 64, 64), dtype=np.uint8)
+
+
+def plan_constant(value: float):
+    """A stand-in planner whose first action is `value` in every env and dimension."""
+    return lambda belief, state, generator=None: torch.full((len(belief), ACTION_SIZE), value)
+
+
+def test_exploration_noise_has_the_configured_std_and_actions_are_clipped(agent):
+    agent.planner = plan_constant(0.0)
+    agent.reset(500)
+    assert np.array_equal(agent.act(frames(500), explore=False), np.zeros((500, ACTION_SIZE)))
+    noisy = agent.act(frames(500, 1), explore=True, generator=torch.Generator().manual_seed(0))
+    assert noisy.std() == pytest.approx(agent.config.train.exploration_noise, abs=0.02)  # a std
+    agent.planner = plan_constant(0.95)
+    near_edge = agent.act(frames(500, 2), explore=True)
+    assert near_edge.max() == 1.0 and near_edge.min() >= -1.0
+    assert (near_edge == 1.0).mean() == pytest.approx(0.43, abs=0.05)  # P(N(0.95, 0.3) > 1)
+
+
+def test_the_next_observation_is_filtered_with_the_action_just_taken(agent):
+    # h_t = f(h_{t-1}, s_{t-1}, a_{t-1}): the belief after the second observation must be the
+    # transition from the first posterior state under the action returned in between.
+    agent.planner = plan_constant(0.5)
+    agent.reset(3)
+    taken = agent.act(frames(3), explore=False)
+    belief, state = agent.belief.clone(), agent.state.clone()
+    agent.observe(frames(3, 1))
+    with torch.no_grad(), agent.autocast():
+        expected = agent.model.rssm.transition(belief, state, torch.as_tensor(taken)).float()
+        unchanged = agent.model.rssm.transition(belief, state, torch.zeros(3, ACTION_SIZE))
+    assert torch.allclose(agent.belief, expected, atol=1e-5)
+    assert not torch.allclose(agent.belief, unchanged.float(), atol=1e-3)  # the action counts
+    agent.reset(3)  # a new episode starts from zero belief, state and action
+    assert agent.belief.abs().sum() == 0 and agent.action.abs().sum() == 0
