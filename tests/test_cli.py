@@ -83,10 +83,24 @@ def test_train_help_lists_every_field_with_its_default():
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
     result = planet("train", "--run-dir", str(tmp_path / "run"), "--no-progress", *args)
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_presets_prints_each_preset_with_its_overrides(capsys):
+    from planet import cli
+    from planet.config import PRESETS
+
+    assert cli.main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("auto: ")
+    for name, overrides in PRESETS.items():
+        assert f"\n{name}: " in out, name
+        for key, value in overrides.items():
+            assert f"    {key} = {value!r}" in out, key
+    assert "    train.batch_size = 4" in out  # smoke's, as a user reads it
 
 
 def default_run_dir(*argv: str):

@@ -134,3 +134,31 @@ def test_evaluate_errors_are_one_line(smoke_run, tmp_path, capsys):
     assert_one_line_error(code, err, ".mp4")
     code, _, err = run_cli(capsys, "evaluate", smoke_run, "--episodes", 0)
     assert_one_line_error(code, err, "--episodes")
+    code, _, err = run_cli(capsys, "evaluate", smoke_run, "--size", 100)
+    assert_one_line_error(code, err, "--size must be a positive multiple of 64, got 100")
+    # A folder that is not a run: no config.json.
+    (tmp_path / "not-a-run").mkdir()
+    code, _, err = run_cli(capsys, "evaluate", tmp_path / "not-a-run")
+    assert_one_line_error(code, err, "is not a run dir", "config.json not found")
+
+
+def test_image_commands_refuse_a_symbolic_run(tmp_path, capsys):
+    from conftest import TINY_OVERRIDES
+
+    from planet.config import make_config
+    from planet.train import train
+
+    run = tmp_path / "symbolic"
+    config = make_config("smoke", {**TINY_OVERRIDES, "env.symbolic": True})
+    train(config, run, progress=False, log=lambda *_: None)
+    code, _, err = run_cli(capsys, "evaluate", run, "--video", tmp_path / "a.gif")
+    assert_one_line_error(code, err, "--video needs a pixel run", "--symbolic")
+    code, _, err = run_cli(capsys, "evaluate", run, "--sheet", tmp_path / "a.png")
+    assert_one_line_error(code, err, "--sheet needs a pixel run")
+    code, _, err = run_cli(capsys, "predict", run, "--out", tmp_path / "p.gif")
+    assert_one_line_error(code, err, "predict draws images", "--symbolic")
+    # Without images it evaluates as any run does.
+    code, out, err = run_cli(capsys, "evaluate", run, "--episodes", 1, "--json",
+                             tmp_path / "eval.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "eval.json").read_text())["agent_steps"] == [10]

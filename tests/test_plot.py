@@ -77,3 +77,5 @@ def test_plot_errors_are_one_line(smoke_run, tmp_path, capsys):
     assert_one_line_error(code, err, "no metrics")
     code, _, err = run_cli(capsys, "plot", smoke_run, "--out", tmp_path / "c.jpg")
     assert_one_line_error(code, err, ".png")
+    code, _, err = run_cli(capsys, "plot", smoke_run, "--width", 100, "--out", tmp_path / "c.png")
+    assert_one_line_error(code, err, "--width must be at least 200")

@@ -99,3 +99,11 @@ def test_predict_errors_are_one_line(smoke_run, tmp_path, capsys):
     assert_one_line_error(code, err, "out of range")
     code, _, err = run_cli(capsys, "predict", smoke_run, "--out", tmp_path / "p.png")
     assert_one_line_error(code, err, ".gif")
+    code, _, err = run_cli(capsys, "predict", smoke_run, "--context", 0)
+    assert_one_line_error(code, err, "--context and --horizon must be at least 1")
+    import shutil
+
+    bare = tmp_path / "no-episodes"
+    shutil.copytree(smoke_run, bare, ignore=shutil.ignore_patterns("*.npz"))
+    code, _, err = run_cli(capsys, "predict", bare, "--out", tmp_path / "q.mp4")
+    assert_one_line_error(code, err, "no replay episodes in", "train the run first")

@@ -79,3 +79,5 @@ def test_watch_of_a_missing_run_dir_fails_in_one_line(tmp_path, capsys, monkeypa
     monkeypatch.setenv("DISPLAY", ":12345")
     code, _, err = run_cli(capsys, "watch", tmp_path / "missing")
     assert_one_line_error(code, err, "does not exist")
+    code, _, err = run_cli(capsys, "watch", tmp_path / "missing", "--scale", 0)
+    assert_one_line_error(code, err, "--scale must be at least 1")
