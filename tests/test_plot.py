@@ -18,6 +18,18 @@ def test_plot_two_runs(smoke_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "plot", smoke_run, other, "--out", out)
     assert code == 0, err
     assert imageio.imread(out).shape[:2] == (600, 1000)
+    from planet.plot import draw_runs, load_curves, run_label
+
+    fig = draw_runs([load_curves(smoke_run), load_curves(other)], 1000, 600)
+    try:  # a train and an eval curve for each run
+        labels = fig.axes[0].get_legend_handles_labels()[1]
+        for run in (smoke_run, other):
+            assert f"{run_label(run)}: train episodes" in labels, labels
+            assert f"{run_label(run)}: eval (no noise)" in labels, labels
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
     code, _, err = run_cli(capsys, "plot", smoke_run, "--out", out, "--width", 640,
                            "--height", 480)
     assert code == 0, err
