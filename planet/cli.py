@@ -156,6 +156,7 @@ def default_run_dir(config: Config) -> Path:
     two such configurations never share a default folder (resume would refuse the second)."""
     from planet.config import flatten
     from planet.resume import RESUMABLE_FIELDS
+    from planet.tasks import env_folder_name
 
     preset = config.preset.replace(",", "+")
     base = Config()
@@ -168,8 +169,7 @@ def default_run_dir(config: Config) -> Path:
         preset += "-symbolic"
     elif changed:
         preset += "-" + hashlib.sha256(repr(changed).encode()).hexdigest()[:6]
-    safe_env = config.env.name.replace(":", "_").replace("/", "_")
-    return Path("runs") / safe_env / f"{preset}-s{config.seed}"
+    return Path("runs") / env_folder_name(config.env.name) / f"{preset}-s{config.seed}"
 
 
 def command_train(args: argparse.Namespace) -> int:

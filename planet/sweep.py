@@ -46,6 +46,7 @@ from planet.config import (
 )
 from planet.errors import TrainError, UsageError
 from planet.resume import RESUMABLE_FIELDS, config_changes
+from planet.tasks import env_folder_name
 
 SWEEP_FILE = "sweep.json"
 ATTEMPTS_FILE = "sweep-attempts.jsonl"
@@ -118,10 +119,6 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
     return grid
 
 
-def folder_name(text: str) -> str:
-    return text.replace(":", "_").replace("/", "_")
-
-
 def plan_sweep(
     envs: list[str],
     seeds: list[int],
@@ -144,7 +141,7 @@ def plan_sweep(
         overrides.update(sets)
         overrides.update(point)
         apply_overrides(config, overrides)
-        parts = [folder_name(env)]
+        parts = [env_folder_name(env)]
         if point:
             parts.append(",".join(f"{key}={value}" for key, value in point.items()))
         parts.append(f"s{seed}")

@@ -1,4 +1,5 @@
-"""The paper's tasks and their action repeats: plain data, importable without gymnasium.
+"""The paper's tasks, their action repeats, and env names as folder names: plain data,
+importable without gymnasium.
 
 planet.envs re-exports the table (planet.envs.dmc.ACTION_REPEATS); `planet bench` reads it from
 here, so that a machine with PyTorch alone (a GPU loan) can time the model figures.
@@ -13,3 +14,9 @@ ACTION_REPEATS = {
     "ball_in_cup-catch": 4,
     "walker-walk": 2,
 }
+
+
+def env_folder_name(env_name: str) -> str:
+    """An env name as one folder name, for run and sweep folders: 'gym:Pendulum-v1' ->
+    'gym_Pendulum-v1', 'dmc:walker-walk' -> 'dmc_walker-walk'."""
+    return env_name.replace(":", "_").replace("/", "_")
