@@ -345,6 +345,7 @@ class LiveView:
         self.last_line = ""
         self.started = self.last_detail = time.time()
         self.detail_seconds = detail_seconds  # without refresh: the whole block this often
+        self.baseline: tuple[int, float] | None = None  # (episodes, time) when first shown
 
     def lines(self, statuses: list[RunStatus]) -> list[str]:
         counts = {state: sum(s.state == state for s in statuses)
@@ -353,7 +354,7 @@ class LiveView:
         head = (f"sweep {self.out}: {self.total} runs | done {counts['done']} | running "
                 f"{counts['running']} | pending {counts['pending']} | failed {counts['failed']}"
                 f" | {elapsed}")
-        rows = [head]
+        rows = [head, self.progress(statuses)]
         for status in statuses:
             if status.state == "running":
                 seen = last_metrics(self.out / status.name)
@@ -366,6 +367,27 @@ class LiveView:
             elif status.state == "failed":
                 rows.append(f"  {status.name}: FAILED: {status.error}")
         return rows
+
+    def progress(self, statuses: list[RunStatus]) -> str:
+        """Episodes collected over all runs and, once some came in this session, the time
+        left at this session's pace (rough: tasks' episodes take different times)."""
+        done = sum(self.episodes_collected(status) for status in statuses)
+        total = sum(status.episodes for status in statuses)
+        now = time.time()
+        if self.baseline is None:
+            self.baseline = (done, now)
+        text = f"  episodes {done} of {total} ({100 * done / max(total, 1):.0f} %)"
+        gained, seconds = done - self.baseline[0], now - self.baseline[1]
+        if gained > 0 and done < total:
+            left = (total - done) * seconds / gained
+            text += f"; about {_duration(left)} left at this session's pace"
+        return text
+
+    def episodes_collected(self, status: RunStatus) -> int:
+        if status.state == "done":
+            return status.episodes
+        episode = last_metrics(self.out / status.name).get("episode")
+        return min(status.episodes, episode + 1) if isinstance(episode, int) else 0
 
     def show(self, statuses: list[RunStatus]) -> None:
         rows = self.lines(statuses)
@@ -383,6 +405,11 @@ class LiveView:
                 self.stream.write(rows[0] + "\n")
             self.last_line = line
         self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    """'40 min' under two hours, else '12.5 h'."""
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def forwarded_env(cpus: int) -> dict[str, str]:

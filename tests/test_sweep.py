@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -350,10 +351,19 @@ def test_live_view_shows_counts_and_each_running_runs_episode_and_eval(tmp_path)
     statuses = [RunStatus("walker-walk/s0", 10, "running"), RunStatus("x/s1", 10, "done"),
                 RunStatus("x/s2", 10, "failed", "RuntimeError: boom"),
                 RunStatus("x/s3", 10, "pending")]
-    lines = LiveView(tmp_path, 4, refresh=False).lines(statuses)
+    view = LiveView(tmp_path, 4, refresh=False)
+    lines = view.lines(statuses)
     assert "done 1 | running 1 | pending 1 | failed 1" in lines[0]
-    assert "walker-walk/s0: episode 3/10, eval return 12.5 at 2000 steps" in lines[1]
-    assert "x/s2: FAILED: RuntimeError: boom" in lines[2]
+    # 3 episodes of walker, x/s1's 10 (done), none of the others: 13 of 40, no pace yet.
+    assert lines[1] == "  episodes 13 of 40 (32 %)"
+    assert "walker-walk/s0: episode 3/10, eval return 12.5 at 2000 steps" in lines[2]
+    assert "x/s2: FAILED: RuntimeError: boom" in lines[3]
+    # 10 minutes later walker has 5 more episodes: 22 left at 2 min each.
+    shutil.rmtree(tmp_path / "walker-walk" / "s0")
+    write_run(tmp_path / "walker-walk" / "s0", "walker-walk", 10, {2000: 12.5}, 8000)
+    view.baseline = (13, time.time() - 600)
+    assert view.lines(statuses)[1] == "  episodes 18 of 40 (45 %); about 44 min left at this " \
+        "session's pace"
 
 
 def free_port() -> int:
