@@ -301,16 +301,19 @@ def random_section(summary: dict[str, Any]) -> list[str]:
              "Margins are over the random policy's mean return. The bar is that mean plus one "
              "std of its episodes; each seed's return is already a mean over evaluation "
              "episodes.", "",
-             "| task | mean − random | lowest seed − random | seeds above the bar |",
-             "|---|---|---|---|"]
+             "| task | each seed | random policy | mean − random | lowest seed − random | "
+             "seeds above the bar |",
+             "|---|---|---|---|---|---|"]
     for row, vs in rows:
         label = f"{row['task']} [{row['grid']}]" if row["grid"] else row["task"]
+        random = _random_cell(row["random_policy"])
         if vs is None:
-            lines.append(f"| {label} | | | |")
+            lines.append(f"| {label} | | {random} | | | |")
             continue
+        seeds = ", ".join(f"{value:.0f}" for value in row["at"][str(steps)]["returns"].values())
         bar = f"{vs['seeds_above_bar']} of {vs['seeds']} (bar {vs['bar']:.0f})"
-        lines.append(f"| {label} | {vs['mean_margin']:+.0f} | {vs['lowest_margin']:+.0f} | "
-                     f"{bar} |")
+        lines.append(f"| {label} | {seeds} | {random} | {vs['mean_margin']:+.0f} | "
+                     f"{vs['lowest_margin']:+.0f} | {bar} |")
     return [*lines, ""]
 
 

@@ -300,7 +300,7 @@ def test_report_mean_over_tasks_row_has_ours_random_and_published_means(tmp_path
     text = (tmp_path / "report.md").read_text()
     assert "| **mean over tasks** | **100** |  | 3 | 180 | 110 | 309 |" in text
     assert "## Against a random policy at 100,000 env steps" in text
-    assert "| walker-walk | +47 | +47 | 1 of 1 (bar 4) |" in text
+    assert "| walker-walk | 50 | 3 ± 1 (2) | +47 | +47 | 1 of 1 (bar 4) |" in text
     # With a task still short of the step count there is no mean over tasks.
     write_run(tmp_path / "c", "cheetah-run", 100, {50_000: 10.0}, 50_000)
     assert cli.main(["report", str(tmp_path), "--at-env-steps", "100000"]) == 0
