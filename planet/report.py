@@ -335,13 +335,16 @@ def _reference_mean(reference, summary: dict[str, Any]) -> str:
 
 def curve(runs: list[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(steps, mean, min, max) over the runs that have evaluated, of each one's last evaluation
-    at or before each step, up to the step count all of them have reached: past it, a mean
-    over fewer seeds would look like the same curve and jump where a seed stops counting."""
+    at or before each step, where every one of them has a value: from the latest first
+    evaluation to the step count all have reached. Past that, a mean over fewer seeds would
+    look like the same curve and jump where a seed stops counting."""
     evaluated = [run for run in runs if run.evals]
     if not evaluated:
         return (np.zeros(0),) * 4
+    first = max(run.evals[0][0] for run in evaluated)
     common = min(run.env_steps for run in evaluated)
-    steps = np.array(sorted({s for run in evaluated for s, _ in run.evals if s <= common}), float)
+    steps = np.array(sorted({s for run in evaluated for s, _ in run.evals if first <= s <= common}),
+                     float)
     values = np.array([[value_at(run, int(step))[0] for run in evaluated] for step in steps])
     values = values.reshape(len(steps), len(evaluated))  # (steps, seeds)
     return steps, values.mean(axis=1), values.min(axis=1), values.max(axis=1)

@@ -22,7 +22,15 @@ import numpy as np
 import pytest
 
 from planet import cli
-from planet.report import against_random, draw_figure, group_runs, load_runs, summarise, value_at
+from planet.report import (
+    against_random,
+    curve,
+    draw_figure,
+    group_runs,
+    load_runs,
+    summarise,
+    value_at,
+)
 from planet.sweep import (
     ATTEMPTS_FILE,
     LOG_FILE,
@@ -313,6 +321,16 @@ def test_against_random_counts_the_seeds_above_the_random_mean_plus_one_std():
         "mean_margin": 18.0, "lowest_margin": 0.5, "bar": 4.0, "seeds_above_bar": 2, "seeds": 3}
     assert against_random(np.array([]), random) is None
     assert against_random(np.array([1.0]), {"mean": None, "std": None, "episodes": 0}) is None
+
+
+def test_report_mean_curve_starts_where_every_seed_has_evaluated(tmp_path):
+    # b evaluates first at 4k (as with another test_interval): the mean starts there.
+    write_run(tmp_path / "a", "walker-walk", 10, {2000: 10.0, 4000: 30.0, 6000: 50.0}, 10_000)
+    write_run(tmp_path / "b", "walker-walk", 10, {4000: 20.0, 8000: 40.0}, 10_000)
+    steps, mean, low, high = curve(load_runs(tmp_path))
+    assert list(steps) == [4000, 6000, 8000]
+    assert list(mean) == [25.0, 35.0, 45.0] and list(low) == [20.0, 20.0, 40.0]
+    assert list(high) == [30.0, 50.0, 50.0]
 
 
 def test_report_figure_panels_share_the_tables_step_axis(tmp_path):
