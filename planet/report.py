@@ -172,13 +172,14 @@ def summarise(groups: list[Group], at_env_steps: list[int]) -> dict[str, Any]:
     rows = []
     for group in groups:
         cells = {}
+        random = random_policy(group.runs)
         for steps in at_env_steps:
             found = {run.name: value_at(run, steps) for run in group.runs}
             taken = {name: hit for name, hit in found.items() if hit is not None}
             values = np.array([value for value, _ in taken.values()], float)
             minutes = [m for run in group.runs if (m := minutes_at(run, steps)) is not None]
             cells[str(steps)] = {
-                "vs_random": against_random(values, random_policy(group.runs)),
+                "vs_random": against_random(values, random),
                 "mean": float(values.mean()) if len(values) else None,
                 "std": float(values.std()) if len(values) else None,
                 "seeds": len(values),
@@ -190,7 +191,7 @@ def summarise(groups: list[Group], at_env_steps: list[int]) -> dict[str, Any]:
         rows.append({
             "task": group.task, "grid": group.grid, "runs": [run.name for run in group.runs],
             "still_going": {run.name: run.env_steps for run in group.runs if run.still_going},
-            "random_policy": random_policy(group.runs),
+            "random_policy": random,
             "at": cells,
             "references": {str(steps): {ref.label: ref.returns.get(group.task)
                                         for ref in references_at(steps)}

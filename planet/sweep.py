@@ -354,10 +354,13 @@ class LiveView:
         head = (f"sweep {self.out}: {self.total} runs | done {counts['done']} | running "
                 f"{counts['running']} | pending {counts['pending']} | failed {counts['failed']}"
                 f" | {elapsed}")
-        rows = [head, self.progress(statuses)]
+        # What each unfinished run's metrics say, read once per refresh.
+        seen_by_run = {status.name: last_metrics(self.out / status.name) for status in statuses
+                       if status.state != "done"}
+        rows = [head, self.progress(statuses, seen_by_run)]
         for status in statuses:
             if status.state == "running":
-                seen = last_metrics(self.out / status.name)
+                seen = seen_by_run[status.name]
                 episode = (seen.get("episode", -1) or 0) + 1 if seen else 0
                 text = f"  {status.name}: episode {episode}/{status.episodes}"
                 if "eval_return" in seen:
@@ -368,10 +371,11 @@ class LiveView:
                 rows.append(f"  {status.name}: FAILED: {status.error}")
         return rows
 
-    def progress(self, statuses: list[RunStatus]) -> str:
+    def progress(self, statuses: list[RunStatus], seen_by_run: dict[str, dict]) -> str:
         """Episodes collected over all runs and, once some came in this session, the time
         left at this session's pace (rough: tasks' episodes take different times)."""
-        done = sum(self.episodes_collected(status) for status in statuses)
+        done = sum(episodes_collected(status, seen_by_run.get(status.name, {}))
+                   for status in statuses)
         total = sum(status.episodes for status in statuses)
         now = time.time()
         if self.baseline is None:
@@ -382,12 +386,6 @@ class LiveView:
             left = (total - done) * seconds / gained
             text += f"; about {_duration(left)} left at this session's pace"
         return text
-
-    def episodes_collected(self, status: RunStatus) -> int:
-        if status.state == "done":
-            return status.episodes
-        episode = last_metrics(self.out / status.name).get("episode")
-        return min(status.episodes, episode + 1) if isinstance(episode, int) else 0
 
     def show(self, statuses: list[RunStatus]) -> None:
         rows = self.lines(statuses)
@@ -405,6 +403,14 @@ class LiveView:
                 self.stream.write(rows[0] + "\n")
             self.last_line = line
         self.stream.flush()
+
+
+def episodes_collected(status: RunStatus, seen: dict[str, Any]) -> int:
+    """A run's episodes so far: all of them when done, else from its last metrics line."""
+    if status.state == "done":
+        return status.episodes
+    episode = seen.get("episode")
+    return min(status.episodes, episode + 1) if isinstance(episode, int) else 0
 
 
 def _duration(seconds: float) -> str:
