@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=60.0, help="training wall-clock budget")
     parser.add_argument("--eval-every", type=float, default=10.0, metavar="MINUTES",
                         help="evaluate each time training time passes a multiple of this")
-    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--eval-episodes", type=int, default=5,
+                        help="noise-free episodes per evaluation (1 to 100)")
     parser.add_argument("--out", help="output folder "
                         "(default results/learning/<env>-<preset>-s<seed>)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
