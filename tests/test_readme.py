@@ -17,7 +17,11 @@ Lines of the bash blocks that are not `planet` commands are listed in NOT_PLANET
 test does instead. A README command missing from neither list runs with the default budget; a
 key of SPECIAL or NOT_PLANET that the README no longer has fails test_lists_match_the_readme.
 
-README.zh-CN.md must hold the same commands in the same order (test_chinese_readme_matches).
+The README's ```python blocks run afterwards, each as a script in the same directory
+(test_readme_python): they load the run folders the commands wrote.
+
+README.zh-CN.md must hold the same commands and Python blocks in the same order
+(test_chinese_readme_matches).
 
 The whole module takes about two minutes on 2 idle cores.
 """
@@ -108,6 +112,11 @@ def readme_lines(path: Path) -> list[str]:
         if line:
             lines.append(" ".join(line.split()))
     return lines
+
+
+def python_blocks(path: Path) -> list[str]:
+    """The text of each ```python block."""
+    return re.findall(r"^```python\n(.*?)^```$", path.read_text(), flags=re.S | re.M)
 
 
 COMMANDS = [line for line in readme_lines(ROOT / "README.md") if line.startswith("planet ")]
@@ -231,6 +240,31 @@ def test_readme_command(command: str, workdir: Path, request):
         print(f"stopped {outcome.stop_seconds:.1f} s after Ctrl-C: {outcome.after_stop[-300:]}")
 
 
+PYTHON_RESULT = re.compile(r"^return (-?\d+\.\d), agent trained on (\d+) env steps$", re.M)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(len(python_blocks(ROOT / "README.md"))))
+def test_readme_python(index: int, workdir: Path):
+    """The Python example plays one noise-free episode with the agent of
+    runs/cartpole-swingup/cpu-s0, which the README's commands wrote: whole cartpole-swingup
+    episodes of 1000 env steps, with a reward of at most 1 per step."""
+    if not (workdir / "runs/cartpole-swingup/cpu-s0/checkpoints").exists():
+        pytest.fail("the README's training commands wrote no runs/cartpole-swingup/cpu-s0 "
+                    "checkpoint (see their tests)")
+    block = python_blocks(ROOT / "README.md")[index]
+    script = workdir / f"readme_python_{index}.py"
+    script.write_text(block)
+    result = subprocess.run([sys.executable, script.name], cwd=workdir, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    shown = f"{block}\n(exit {result.returncode})\n{result.stdout[-2000:]}{result.stderr[-3000:]}"
+    assert result.returncode == 0, shown
+    found = PYTHON_RESULT.search(result.stdout)
+    assert found, f"no 'return R, agent trained on N env steps' line: {shown}"
+    assert 0.0 <= float(found[1]) <= 1000.0, shown
+    assert int(found[2]) > 0 and int(found[2]) % 1000 == 0, shown
+
+
 def test_lists_match_the_readme():
     lines = readme_lines(ROOT / "README.md")
     others = [line for line in lines if not line.startswith("planet ")]
@@ -251,3 +285,6 @@ def test_chinese_readme_matches():
     english = readme_lines(ROOT / "README.md")
     chinese = readme_lines(ROOT / "README.zh-CN.md")
     assert chinese == english, "README.zh-CN.md's commands differ from README.md's"
+    assert python_blocks(ROOT / "README.zh-CN.md") == python_blocks(ROOT / "README.md"), (
+        "README.zh-CN.md's Python blocks differ from README.md's")
+    assert python_blocks(ROOT / "README.md"), "no ```python block found in README.md"
