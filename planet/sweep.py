@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import logging
 import os
 import signal
 import socket
@@ -425,14 +426,23 @@ def forwarded_env(cpus: int) -> dict[str, str]:
     return env
 
 
+RAY_TOKEN_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def quiet_default_token_auth(record: logging.LogRecord) -> bool:
+    """A logging filter: drop Ray's notice that it enabled token authentication by default."""
+    return not record.getMessage().startswith("Token authentication is enabled")
+
+
 def start_ray(address: str | None, log) -> float:
     """Connect to (or start) Ray; returns the seconds it took."""
-    import logging
-
     import ray
 
     started = time.time()
     if address is None:  # "local": a new instance even when another Ray runs on this machine
+        # Ray turns token authentication on for a new local instance when RAY_AUTH_MODE is
+        # unset, and warns about that choice at every start; the choice stays, the warning goes.
+        logging.getLogger(RAY_TOKEN_SETUP_LOGGER).addFilter(quiet_default_token_auth)
         ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)),
                  include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     else:

@@ -76,6 +76,7 @@ def finished_sweep(tmp_path_factory) -> Path:
     done = run_sweep(out, "--envs", "toy:dot,cartpole-swingup", "--seeds", "0,1",
                      "--episodes", "3")
     assert done.returncode == 0, done.stdout + done.stderr
+    (out.parent / "driver-output.txt").write_text(done.stdout + done.stderr)
     return out
 
 
@@ -93,6 +94,13 @@ def test_sweep_trains_every_point_once(finished_sweep: Path):
         start = attempts(run_dir)[0]
         assert start["torch_threads"] == 1  # --cpus-per-run default
         assert "training" in (run_dir / LOG_FILE).read_text()  # the run's own log
+
+
+def test_local_ray_instance_starts_with_token_auth_and_no_warning(finished_sweep: Path):
+    output = (finished_sweep.parent / "driver-output.txt").read_text()
+    assert "started a local Ray instance" in output
+    assert "Token authentication is enabled" not in output, output  # Ray's warning when unset
+    assert "Traceback" not in output and "WARNING" not in output, output
 
 
 def test_sweep_rerun_of_a_finished_sweep_starts_nothing(finished_sweep: Path):
