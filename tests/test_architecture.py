@@ -15,6 +15,8 @@ know nothing of how a run is driven, and no library code depends on the command 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,26 @@ def test_only_the_command_line_imports_the_command_line():
 ])
 def test_the_cycle_finder_finds_cycles_and_only_cycles(graph, cycle):
     assert find_cycle(graph) == cycle
+
+
+def test_the_public_api_resolves_and_import_planet_stays_light():
+    """`import planet` loads neither torch nor the envs; each name of planet.__all__ then
+    resolves to the object its module defines."""
+    script = (
+        "import sys, planet\n"
+        "print(sorted(m for m in ('torch', 'gymnasium', 'dm_control') if m in sys.modules))\n"
+        "for name in planet.__all__:\n"
+        "    value = getattr(planet, name)\n"
+        "    print(name, getattr(value, '__module__', type(value).__name__))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=True)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "[]", result.stdout
+    assert lines[1:] == ["Agent planet.agent", "Config planet.config", "load_run planet.runs",
+                         "make_config planet.config", "make_env planet.envs",
+                         "__version__ str"], result.stdout
+    with pytest.raises(AttributeError, match="no attribute 'load_runs'"):
+        import planet
+
+        planet.load_runs  # noqa: B018
