@@ -153,7 +153,7 @@ class MachineConfig:
     """On CPU with glibc, keep freed memory in the process for reuse (malloc thresholds): an
     update allocates and frees tensors of tens to hundreds of MB, and fresh pages from the
     kernel cost page faults. Updates measured 7-15 % faster at the cpu preset (+0.02 GiB peak
-    RSS) and 20-30 % at the paper batch (+0.2 to 0.4 GiB). False leaves malloc as it is."""
+    RSS) and 10-30 % at the paper batch (+0.3 to 0.5 GiB). False leaves malloc as it is."""
 
 
 # Old names of the machine switches, from when they sat in `model` and `train`. Config files,

@@ -73,8 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                         help="sweep a config field over values (repeat for a product)")
     parser.add_argument("--address", default=None,
-                        help="Ray cluster to use: auto, or ray://HOST:PORT (default: start a "
-                        "local Ray instance for this command)")
+                        help="Ray cluster to use: HEAD_IP:6379, auto (on a cluster node), or "
+                        "ray://HOST:PORT (default: start a local Ray instance for this command)")
     parser.add_argument("--cpus-per-run", type=int, default=1,
                         help="CPUs Ray reserves per run; torch uses that many threads")
     parser.add_argument("--gpus-per-run", type=float, default=0.0,

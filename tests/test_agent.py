@@ -1,4 +1,5 @@
-"""The acting agent: exploration noise, action bounds, and which action it filters with."""
+"""The acting agent: exploration noise, action bounds, and which action it filters with; and the
+noise-free evaluation that runs it (planet.episodes.evaluate_policy)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from planet import episodes
 from planet.bench import BenchPath
+from planet.components import build
 from planet.config import make_config
 
 ACTION_SIZE = 2
@@ -54,3 +57,30 @@ def test_the_next_observation_is_filtered_with_the_action_just_taken(agent):
     assert not torch.allclose(agent.belief, unchanged.float(), atol=1e-3)  # the action counts
     agent.reset(3)  # a new episode starts from zero belief, state and action
     assert agent.belief.abs().sum() == 0 and agent.action.abs().sum() == 0
+
+
+def test_evaluation_is_noise_free_and_each_test_env_gets_its_own_seed(monkeypatch):
+    """Two bugs of PlaNet ports: exploration noise left on at test time, and all test envs
+    reset with one seed (so N test episodes are one episode N times)."""
+    config = make_config("smoke", {"env.name": "toy:dot", "env.max_episode_steps": 6,
+                                   "train.test_episodes": 3})
+    agent = build(config).agent
+    calls = []
+    run_episodes = episodes.run_episodes
+
+    def spy(envs, agent, seeds, explore, **kwargs):
+        calls.append((list(seeds), explore))
+        return run_episodes(envs, agent, seeds, explore, **kwargs)
+
+    monkeypatch.setattr(episodes, "run_episodes", spy)
+    kept: list[dict] = []
+    after_4 = episodes.evaluate_policy(config, agent, episode=4, keep=kept)
+    episodes.evaluate_policy(config, agent, episode=5)
+    (seeds_4, explore_4), (seeds_5, explore_5) = calls
+    assert explore_4 is False and explore_5 is False
+    assert len(set(seeds_4)) == 3 and len(set(seeds_5)) == 3
+    assert not set(seeds_4) & set(seeds_5)  # each evaluation draws new start states
+    assert len({episode["obs"][0].tobytes() for episode in kept}) == 3  # three start frames
+    returns = [float(episode["reward"].sum()) for episode in kept]
+    assert after_4["eval_return"] == pytest.approx(np.mean(returns))
+    assert after_4["eval_return_std"] == pytest.approx(np.std(returns))
