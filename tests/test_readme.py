@@ -28,6 +28,7 @@ The whole module takes about two minutes on 2 idle cores.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -288,3 +289,26 @@ def test_chinese_readme_matches():
     assert python_blocks(ROOT / "README.zh-CN.md") == python_blocks(ROOT / "README.md"), (
         "README.zh-CN.md's Python blocks differ from README.md's")
     assert python_blocks(ROOT / "README.md"), "no ```python block found in README.md"
+
+
+SIX_TASKS = ROOT / "results" / "six-tasks-100k"
+RUNS_DONE = {"README.md": r"\*\*(\d+) of (\d+) runs\*\*",
+             "README.zh-CN.md": r"\*\*(\d+) / (\d+) 个运行\*\*"}
+
+
+@pytest.mark.parametrize("readme", sorted(RUNS_DONE))
+def test_six_task_table_is_the_committed_reports(readme: str):
+    """The README's 100k table is the committed report's, line for line, and the count of
+    finished runs beside it is the report's."""
+    text = (ROOT / readme).read_text()
+    report = (SIX_TASKS / "report.md").read_text()
+    section = report.split("## At 100,000 env steps\n\n", 1)[1]
+    table = section.split("\n\n", 1)[0]
+    assert table.startswith("| task |") and table.count("\n") >= 7, table
+    assert f"\n\n{table}\n\n" in text, f"{readme}'s 100k table differs from report.md's:\n{table}"
+    groups = json.loads((SIX_TASKS / "report.json").read_text())["groups"]
+    runs = sum(len(group["runs"]) for group in groups)
+    finished = runs - sum(len(group["still_going"]) for group in groups)
+    found = re.search(RUNS_DONE[readme], text)
+    assert found, f"{readme} does not say how many runs have finished"
+    assert (int(found[1]), int(found[2])) == (finished, runs), found[0]
