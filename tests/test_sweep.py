@@ -47,7 +47,7 @@ SMALL = [
     "--set", "env.max_episode_steps=96", "--set", "train.test_interval=1",
     "--set", "train.image_log_interval=0",
 ]
-TIMEOUT = 300
+TIMEOUT = 900  # seconds: a hang guard, not a speed check (a loaded 2-core machine took 300+ s)
 
 
 def sweep_command(out: Path, *args: str) -> list[str]:
