@@ -448,7 +448,8 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
               log: Callable[[str], None] = print, verbose: bool = False,
               memory: bool = True, device: torch.device | None = None,
               switches: list[str] | None = None) -> dict[str, Any]:
-    """All figures as a dict (the JSON that --json writes)."""
+    """All figures as a dict (the JSON that --json writes): the two paths' checks, then the
+    model figures, peak memory, the env step, and the whole episode they add up to."""
     device = device or torch.device("cpu")
     sync = device_sync(device)
     ref_config = copy.deepcopy(config)
@@ -475,43 +476,11 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
     checks = {"losses": loss_check(ref, fast, chunks, seed)}
     checks["planner"] = planner_check(ref, fast, inputs.belief[:1], inputs.state[:1], seed)
 
-    # The peak is measured again before every figure and the best kept: on a shared machine one
-    # measurement can catch a moment when a core is busy elsewhere and come out ~2x low.
-    peaks = {"reference": 0.0, "fast": 0.0}
-
-    def measure_peaks() -> None:
-        peaks["reference"] = max(peaks["reference"], matmul_peak(torch.float32, device=device))
-        peaks["fast"] = max(peaks["fast"], matmul_peak(fast.dtype, device=device))
-
-    measure_peaks()
-
-    figures: dict[str, dict[str, Any]] = {}
     paths = {"reference": ref, "fast": fast}
     monitors = {name: CudaPeakMemory(device) if device.type == "cuda" else PeakRSS()
                 for name in paths}
-    calls = figure_calls(paths, inputs)
-    flops = {key: flops_of(key, ref, inputs) for key in calls}
-    for key, (label, functions) in calls.items():
-        measure_peaks()
-        log(f"timing {label} ...")
-        times = interleaved(functions, repeats, monitors=monitors if key == "update" else None,
-                            log=log if verbose else None, sync=sync)
-        figure: dict[str, Any] = {"label": label, "samples": times}
-        for name in paths:
-            figure[name] = statistics.median(times[name])
-        figure["ratio"] = figure["fast"] / figure["reference"]
-        if flops[key]:
-            figure["flops"] = flops[key]
-            for name in paths:
-                figure[f"{name}_flops_per_s"] = flops[key] / figure[name]
-        figures[key] = figure
-    for figure in figures.values():  # floors from the best peak seen
-        if "flops" in figure:
-            for name in paths:
-                figure[f"{name}_floor"] = figure["flops"] / peaks[name]
-    log(f"matmul peak (best of {len(calls) + 1} measurements): float32 "
-        f"{peaks['reference'] / 1e9:.0f} GFLOP/s, {info['fast_dtype']} "
-        f"{peaks['fast'] / 1e9:.0f} GFLOP/s")
+    figures, peaks = model_figures(paths, inputs, repeats, monitors, device, sync, log, verbose,
+                                   info["fast_dtype"])
     peak_memory = {name: monitors[name].peak for name in paths}
     rss = {"process_max_rss": peak_rss()}
     if device.type == "cpu":
@@ -536,20 +505,7 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
         if "reference" in env_figure:
             env_figure["ratio"] = env_figure["fast"] / env_figure["reference"]
         figures["env_step"] = env_figure
-
-    # Whole episode (Alg. 1): C updates plus one collected episode of planned, rendered steps.
-    steps = config.env.max_episode_steps // _repeat(config)
-    no_env = "" if "env_step" in figures else ", no env time"
-    episode = {"label": f"episode: {config.train.collect_interval} updates + {steps} steps"
-                        f"{no_env}"}
-    for name in paths:
-        env_time = figures.get("env_step", {}).get(name, figures.get("env_step", {}).get("fast"))
-        episode[name] = (
-            config.train.collect_interval * figures["update"][name]
-            + steps * (figures["act"][name] + (env_time or 0.0))
-        )
-    episode["ratio"] = episode["fast"] / episode["reference"]
-    figures["episode"] = episode
+    figures["episode"] = episode_figure(config, figures, paths)
     result = {
         "system": info,
         "config": config.to_dict(),
@@ -568,6 +524,65 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
                                             verbose, sync)
         result["switch_rule"] = SWITCH_RULE
     return result
+
+
+def model_figures(paths: dict[str, BenchPath], inputs, repeats: int, monitors: dict, device,
+                  sync, log, verbose: bool, fast_dtype: str
+                  ) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    """The update and planning figures, both paths interleaved, with FLOP counts and the floor
+    each would have at the best matmul peak seen; returns (figures, peaks)."""
+    ref, fast = paths["reference"], paths["fast"]
+    # The peak is measured again before every figure and the best kept: on a shared machine one
+    # measurement can catch a moment when a core is busy elsewhere and come out ~2x low.
+    peaks = {"reference": 0.0, "fast": 0.0}
+
+    def measure_peaks() -> None:
+        peaks["reference"] = max(peaks["reference"], matmul_peak(torch.float32, device=device))
+        peaks["fast"] = max(peaks["fast"], matmul_peak(fast.dtype, device=device))
+
+    measure_peaks()
+    figures: dict[str, dict[str, Any]] = {}
+    calls = figure_calls(paths, inputs)
+    flops = {key: flops_of(key, ref, inputs) for key in calls}
+    for key, (label, functions) in calls.items():
+        measure_peaks()
+        log(f"timing {label} ...")
+        times = interleaved(functions, repeats, monitors=monitors if key == "update" else None,
+                            log=log if verbose else None, sync=sync)
+        figure: dict[str, Any] = {"label": label, "samples": times}
+        for name in paths:
+            figure[name] = statistics.median(times[name])
+        figure["ratio"] = figure["fast"] / figure["reference"]
+        if flops[key]:
+            figure["flops"] = flops[key]
+            for name in paths:
+                figure[f"{name}_flops_per_s"] = flops[key] / figure[name]
+        figures[key] = figure
+    for figure in figures.values():  # floors from the best peak seen
+        if "flops" in figure:
+            for name in paths:
+                figure[f"{name}_floor"] = figure["flops"] / peaks[name]
+    log(f"matmul peak (best of {len(calls) + 1} measurements): float32 "
+        f"{peaks['reference'] / 1e9:.0f} GFLOP/s, {fast_dtype} "
+        f"{peaks['fast'] / 1e9:.0f} GFLOP/s")
+    return figures, peaks
+
+
+def episode_figure(config: Config, figures: dict[str, dict[str, Any]], paths) -> dict[str, Any]:
+    """One episode of Alg. 1 from the figures: C updates plus one collected episode of planned,
+    rendered steps (the fast env step for both paths when there is no reference one)."""
+    steps = config.env.max_episode_steps // _repeat(config)
+    no_env = "" if "env_step" in figures else ", no env time"
+    episode = {"label": f"episode: {config.train.collect_interval} updates + {steps} steps"
+                        f"{no_env}"}
+    for name in paths:
+        env_time = figures.get("env_step", {}).get(name, figures.get("env_step", {}).get("fast"))
+        episode[name] = (
+            config.train.collect_interval * figures["update"][name]
+            + steps * (figures["act"][name] + (env_time or 0.0))
+        )
+    episode["ratio"] = episode["fast"] / episode["reference"]
+    return episode
 
 
 def format_table(result: dict[str, Any]) -> str:
