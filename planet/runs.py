@@ -13,6 +13,8 @@ from typing import Any
 from planet.checkpoint import (
     CheckpointError,
     check_fits_config,
+    checkpoint_episode,
+    list_checkpoints,
     load_checkpoint,
     load_latest,
     load_model_weights,
@@ -40,6 +42,27 @@ class LoadedRun:
     @property
     def agent(self):
         return self.components.agent
+
+    def load_newer_checkpoint(self) -> bool:
+        """For watching a run that is still training: load the run folder's newest checkpoint
+        into the model when it covers more episodes than the one loaded. Returns whether it
+        did. A newest file that cannot be used (pruned meanwhile, or damaged) leaves the loaded
+        weights in place; the next call tries again."""
+        newest = list_checkpoints(self.run_dir / "checkpoints")
+        if not newest or checkpoint_episode(newest[0]) <= self.episodes:
+            return False
+        path = newest[0]
+        try:
+            payload = load_checkpoint(path)
+            check_fits_config(self.config, payload, path, self.run_dir / "config.json")
+        except CheckpointError:
+            return False
+        load_model_weights(self.model, payload, path, self.run_dir / "config.json")
+        self.model.eval()
+        self.checkpoint = path
+        self.episodes = int(payload.get("episode", 0))
+        self.env_steps = int(payload.get("env_steps", 0))
+        return True
 
     def summary(self) -> dict[str, Any]:
         """Provenance for the JSON files the commands write."""

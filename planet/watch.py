@@ -1,11 +1,13 @@
 """Watch a trained agent live: a window with the real frame beside the model's reconstruction.
 
-    planet watch RUN_DIR [--episodes N] [--scale 4] [--fps 25] [--checkpoint PATH]
+    planet watch RUN_DIR [--episodes N] [--scale 4] [--fps 25] [--checkpoint PATH] [--follow]
 
 Each step the agent filters o_t into its posterior q(s_t | h_t, o_t) and plans with CEM, without
 exploration noise; the right panel decodes that posterior state (h_t, s_t), so it shows what the
-agent believes it sees. The window (pygame, which Gymnasium's classic-control extra installs;
-opencv-python-headless has no GUI) closes on Esc, q or the close button, or after --episodes.
+agent believes it sees. With --follow, each episode starts from the run's newest checkpoint,
+so a window beside a run that is still training shows it learn. The window (pygame, which
+Gymnasium's classic-control extra installs; opencv-python-headless has no GUI) closes on Esc, q
+or the close button, or after --episodes.
 
 It needs a display (X11 DISPLAY or Wayland). Without one it stops with a one-line message; use
 `planet evaluate RUN_DIR --video agent.mp4` to get a video instead.
@@ -43,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "CPU is usually slower)")
     parser.add_argument("--seed", type=int, help="env seed base (default: the run's seed)")
     parser.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default: newest)")
+    parser.add_argument("--follow", action="store_true",
+                        help="before each episode, load the run's newest checkpoint if it is "
+                        "newer (watch a run that is still training)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the run's")
 
 
@@ -128,13 +133,16 @@ def main(args: argparse.Namespace) -> int:
     frames, episode, closed = 0, 0, False
     try:
         while not closed and (args.episodes == 0 or episode < args.episodes):
+            if args.follow and run.load_newer_checkpoint():
+                print(f"loaded {run.checkpoint} ({run.env_steps} env steps trained)", flush=True)
             obs, _ = env.reset(seed=episode_seed(seed_base, episode, Stream.WATCH))
             run.agent.reset(1)
             total, step, done = 0.0, 0, False
             while not (done or closed):
                 started = time.perf_counter()
                 action = run.agent.act(obs[None], explore=False)[0]
-                lines = [f"episode {episode + 1}  step {step}  return {total:.1f}",
+                lines = [f"episode {episode + 1}  step {step}  return {total:.1f}  "
+                         f"(trained {run.episodes} ep.)",
                          "real frame (left)  |  model: decoded posterior (right)"]
                 image = compose(hwc(obs), reconstruction(run)[0], args.scale, lines)
                 # pygame surfaces are indexed (x, y): transpose the (H, W, 3) image.

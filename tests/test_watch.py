@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import torch
 from test_evaluate import assert_one_line_error, run_cli
 
 
@@ -40,7 +41,7 @@ def test_watch_draws_frames_under_xvfb(smoke_run, tmp_path):
         env = {**os.environ, "DISPLAY": f":{display}"}
         watch = subprocess.Popen(
             [sys.executable, "-m", "planet", "watch", str(smoke_run), "--max-steps", "30",
-             "--fps", "5", "--scale", "4"], env=env, stdout=subprocess.PIPE,
+             "--follow", "--fps", "5", "--scale", "4"], env=env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
         )
         best = None
@@ -81,3 +82,39 @@ def test_watch_of_a_missing_run_dir_fails_in_one_line(tmp_path, capsys, monkeypa
     assert_one_line_error(code, err, "does not exist")
     code, _, err = run_cli(capsys, "watch", tmp_path / "missing", "--scale", 0)
     assert_one_line_error(code, err, "--scale must be at least 1")
+
+
+def test_follow_loads_a_newer_checkpoint_once(smoke_run):
+    """`watch --follow` starts each episode from the newest checkpoint: a run loaded from an
+    older one moves to the newest, with its weights, and stays there while nothing newer
+    comes."""
+    from planet.checkpoint import load_checkpoint
+    from planet.runs import load_run
+
+    run = load_run(smoke_run, smoke_run / "checkpoints" / "episode_000002.pt")
+    assert run.episodes == 2
+    assert run.load_newer_checkpoint() is True
+    assert run.checkpoint.name == "episode_000003.pt" and run.episodes == 3
+    newest = load_checkpoint(run.checkpoint)
+    assert run.env_steps == newest["env_steps"] > 0
+    for name, tensor in run.model.state_dict().items():
+        assert torch.equal(tensor, newest["model"][name]), name
+    assert not run.model.training
+    assert run.load_newer_checkpoint() is False
+
+
+def test_follow_keeps_the_loaded_weights_when_the_newest_file_is_damaged(smoke_run, tmp_path):
+    import shutil
+
+    from planet.runs import load_run
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(smoke_run, run_dir)
+    run = load_run(run_dir, run_dir / "checkpoints" / "episode_000002.pt")
+    before = {name: tensor.clone() for name, tensor in run.model.state_dict().items()}
+    newest = run_dir / "checkpoints" / "episode_000003.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])  # caught mid-copy, or damaged
+    assert run.load_newer_checkpoint() is False
+    assert run.episodes == 2 and run.checkpoint.name == "episode_000002.pt"
+    for name, tensor in run.model.state_dict().items():
+        assert torch.equal(tensor, before[name]), name
