@@ -123,6 +123,16 @@ def load_model_weights(model: torch.nn.Module, payload: dict, path: Path,
         ) from None
 
 
+def weights_fit(model: torch.nn.Module, state: dict) -> bool:
+    """Whether `state` holds exactly the model's tensors, each with its shape: then
+    load_state_dict cannot fail after copying some of them."""
+    own = model.state_dict()
+    return state.keys() == own.keys() and all(
+        tuple(getattr(state[name], "shape", ())) == tuple(tensor.shape)
+        for name, tensor in own.items()
+    )
+
+
 _FALLBACK_HINT = (
     "`planet train --resume` falls back to the previous checkpoint by itself; "
     "to use this run elsewhere, delete this file"

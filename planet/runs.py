@@ -14,10 +14,12 @@ from planet.checkpoint import (
     CheckpointError,
     check_fits_config,
     checkpoint_episode,
+    is_checkpoint_file,
     list_checkpoints,
     load_checkpoint,
     load_latest,
     load_model_weights,
+    weights_fit,
 )
 from planet.components import Components, build
 from planet.config import Config, apply_overrides
@@ -45,11 +47,11 @@ class LoadedRun:
 
     def load_newer_checkpoint(self) -> bool:
         """For watching a run that is still training: load the run folder's newest checkpoint
-        into the model when it covers more episodes than the one loaded. Returns whether it
-        did. A newest file that cannot be used (pruned meanwhile, or damaged) leaves the loaded
-        weights in place; the next call tries again."""
+        into the model when its name says it covers more episodes than the one loaded. Returns
+        whether it did. A newest file that cannot be used (pruned meanwhile, damaged, another
+        model's) leaves the loaded weights as they were; the next call tries again."""
         newest = list_checkpoints(self.run_dir / "checkpoints")
-        if not newest or checkpoint_episode(newest[0]) <= self.episodes:
+        if not newest or checkpoint_episode(newest[0]) <= self.loaded_episode():
             return False
         path = newest[0]
         try:
@@ -57,12 +59,19 @@ class LoadedRun:
             check_fits_config(self.config, payload, path, self.run_dir / "config.json")
         except CheckpointError:
             return False
+        if not weights_fit(self.model, payload["model"]):
+            return False
         load_model_weights(self.model, payload, path, self.run_dir / "config.json")
         self.model.eval()
-        self.checkpoint = path
-        self.episodes = int(payload.get("episode", 0))
-        self.env_steps = int(payload.get("env_steps", 0))
+        self.checkpoint, self.episodes, self.env_steps = path, *trained(payload, path)
         return True
+
+    def loaded_episode(self) -> int:
+        """Episodes of the loaded checkpoint, from its name (the payload's for a file the user
+        named otherwise)."""
+        if is_checkpoint_file(self.checkpoint):
+            return checkpoint_episode(self.checkpoint)
+        return self.episodes
 
     def summary(self) -> dict[str, Any]:
         """Provenance for the JSON files the commands write."""
@@ -114,7 +123,11 @@ def load_run(
     components = build(config, env, log=warn)
     load_model_weights(components.model, payload, path, run_dir / "config.json")
     components.model.eval()
-    return LoadedRun(
-        run_dir, config, components, path,
-        int(payload.get("episode", 0)), int(payload.get("env_steps", 0)),
-    )
+    return LoadedRun(run_dir, config, components, path, *trained(payload, path))
+
+
+def trained(payload: dict, path: Path) -> tuple[int, int]:
+    """(episodes, env steps) a checkpoint was trained on; a checkpoint from before these were
+    saved counts the episodes its name gives."""
+    named = checkpoint_episode(path) if is_checkpoint_file(path) else 0
+    return int(payload.get("episode", named)), int(payload.get("env_steps", 0))

@@ -120,6 +120,9 @@ def compose(real: np.ndarray, recon: np.ndarray, scale: int, lines: list[str]) -
 def main(args: argparse.Namespace) -> int:
     if args.scale < 1 or args.episodes < 0 or args.max_steps < 0:
         raise UsageError("--scale must be at least 1, --episodes and --max-steps at least 0")
+    if args.follow and args.checkpoint:
+        raise UsageError("--follow loads the run's newest checkpoint before each episode; "
+                         "give --checkpoint PATH or --follow, not both")
     require_display()  # before the (slow) model load
     run = load_run(args.run_dir, args.checkpoint, args.device)
     if run.model.symbolic:
