@@ -17,7 +17,7 @@ cd "$here/../.."
   --out results/six-tasks-100k/report
 # The READMEs show the report's 100k table and how many runs have finished (tests/test_readme.py
 # checks that they agree with report.md and report.json).
-"$(dirname "$planet")/python" - <<'PY'
+python3 - <<'PY'
 import json
 import re
 from pathlib import Path
@@ -28,13 +28,16 @@ table = report.split("## At 100,000 env steps\n\n", 1)[1].split("\n\n", 1)[0]
 groups = json.loads((here / "report.json").read_text())["groups"]
 runs = sum(len(group["runs"]) for group in groups)
 done = runs - sum(len(group["still_going"]) for group in groups)
+updated = {}
 for name, count, wording in (("README.md", r"\*\*\d+ of \d+ runs\*\*", "**{} of {} runs**"),
                              ("README.zh-CN.md", r"\*\*\d+ / \d+ 个运行\*\*", "**{} / {} 个运行**")):
-    path = Path(name)
     text, tables = re.subn(r"\n\n\| task \| this sweep \| minutes \|.*?\n\n",
-                           lambda _: f"\n\n{table}\n\n", path.read_text(), count=1, flags=re.S)
+                           lambda _: f"\n\n{table}\n\n", Path(name).read_text(), count=1,
+                           flags=re.S)
     text, counts = re.subn(count, wording.format(done, runs), text, count=1)
     assert tables == counts == 1, f"{name}: no six-task table or run count to update"
-    path.write_text(text)
+    updated[name] = text
+for name, text in updated.items():  # both found before either is written
+    Path(name).write_text(text)
 print(f"README.md, README.zh-CN.md: the 100k table, {done} of {runs} runs finished")
 PY
