@@ -1,4 +1,5 @@
-"""Replay of whole episodes, sampled as fixed-length chunks that never cross episodes.
+"""Replay of whole episodes, sampled as fixed-length chunks that never cross episodes: the
+dataset D of Algorithm 1, from which each update draws B chunks of length L (paper Sec. 5).
 
 Each episode is kept as it was collected, as uint8 frames, and grows memory one episode at a time
 (no up-front allocation of the whole capacity). With a `directory`, each episode is also written to
