@@ -1,0 +1,135 @@
+"""How a trained cheetah-run agent carries its torso: noise-free episodes with the torso's pitch
+and forward speed at every agent step, as JSON and as a figure.
+
+    .venv/bin/python results/six-tasks-100k/diagnostics/cheetah_posture.py \
+        sweeps/six-tasks-100k/cheetah-run/s0 --episodes 10 \
+        --out results/six-tasks-100k/diagnostics/cheetah-run-s0-posture
+
+The reward per env step is min(speed / 10, 1) for the torso's forward speed (dm_control's
+cheetah `run`), whatever the posture. The pitch is the torso's hinge angle `rooty` (0: level,
++-90 degrees: standing on one end, +-180: on its back); the figure draws its size, the tilt.
+Episode i uses env seed SEED_BASE + i and torch seed i for the planner's CEM noise, so the file
+is reproducible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from planet import load_run  # noqa: E402
+
+ON_END = 60.0  # degrees of tilt beyond which the cheetah counts as tipped up onto one end
+ON_BACK = 120.0  # degrees of tilt beyond which it lies on its back
+
+
+def pitch_degrees(physics) -> float:
+    """The torso's pitch in (-180, 180] degrees."""
+    angle = math.degrees(float(physics.named.data.qpos["rooty"][0]))
+    return (angle + 180.0) % 360.0 - 180.0
+
+
+def play(run, env, env_seed: int, torch_seed: int) -> dict:
+    torch.manual_seed(torch_seed)
+    obs, _ = env.reset(seed=env_seed)
+    physics = env.unwrapped._env.physics  # behind planet's and shimmy's wrappers
+    run.agent.reset(1)
+    pitches, speeds, episode_return, done = [], [], 0.0, False
+    while not done:
+        action = run.agent.act(obs[None], explore=False)[0]
+        obs, reward, terminated, truncated, _ = env.step(action)
+        episode_return += reward
+        pitches.append(round(pitch_degrees(physics), 1))
+        speeds.append(round(float(physics.speed()), 2))
+        done = terminated or truncated
+    on_end = [abs(p) > ON_END for p in pitches]
+    on_back = [abs(p) > ON_BACK for p in pitches]
+    return {
+        "env_seed": env_seed,
+        "return": round(float(episode_return), 1),
+        "mean_speed": round(float(np.mean(speeds)), 2),
+        "fraction_on_end": round(float(np.mean(on_end)), 3),
+        "first_on_end_agent_step": on_end.index(True) if any(on_end) else None,
+        "fraction_on_back": round(float(np.mean(on_back)), 3),
+        "pitch_deg": pitches,
+        "speed": speeds,
+    }
+
+
+def draw(episodes: list[dict], title: str, path: Path) -> None:
+    figure, (trace, spread) = plt.subplots(1, 2, figsize=(11, 4.4))
+    top = max(e["return"] for e in episodes) or 1.0
+    colours = plt.cm.viridis
+    for e in episodes:
+        trace.plot(np.abs(e["pitch_deg"]), lw=0.8, color=colours(e["return"] / top),
+                   label=f"{e['return']:.0f}")
+    for level in (ON_END, ON_BACK):
+        trace.axhline(level, ls="--", color="0.6", lw=0.8)
+    trace.set_ylim(0, 185)
+    trace.set_yticks([0, 30, 60, 90, 120, 150, 180])
+    trace.set_xlabel("agent step")
+    trace.set_ylabel("torso tilt |pitch| (degrees)")
+    trace.set_title(f"tilt per episode: on one end above {ON_END:.0f}, on its back above "
+                    f"{ON_BACK:.0f}", fontsize=10)
+    trace.legend(title="return", fontsize=7, ncol=2, loc="upper left")
+    spread.scatter([e["fraction_on_end"] for e in episodes], [e["return"] for e in episodes])
+    spread.set_xlabel(f"fraction of the episode tipped over (tilt > {ON_END:.0f})")
+    spread.set_ylabel("return")
+    spread.set_title("return against time spent tipped over")
+    spread.grid(alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--seed-base", type=int, default=50_000)
+    parser.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.png")
+    args = parser.parse_args()
+    run = load_run(args.run_dir)
+    if not run.config.env.name.endswith("cheetah-run"):
+        parser.error(f"{args.run_dir} is a {run.config.env.name} run, not cheetah-run")
+    env = run.components.env
+    episodes = [play(run, env, args.seed_base + i, i)
+                for i in tqdm(range(args.episodes), desc="episodes")]
+    returns = np.array([e["return"] for e in episodes])
+    tipped = sum(e["fraction_on_end"] > 0.5 for e in episodes)
+    summary = {
+        "run_dir": str(args.run_dir),
+        "checkpoint": str(run.checkpoint),
+        "env_steps_trained": run.env_steps,
+        "episodes": len(episodes),
+        "mean_return": round(float(returns.mean()), 1),
+        "on_end_threshold_deg": ON_END,
+        "on_back_threshold_deg": ON_BACK,
+        "episodes_tipped_over_most_of_the_time": int(tipped),
+        "episodes_that_tipped_over": sum(e["first_on_end_agent_step"] is not None
+                                         for e in episodes),
+        "episodes_on_their_back": sum(e["fraction_on_back"] > 0 for e in episodes),
+        "episode_list": episodes,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(summary) + "\n")
+    title = (f"{args.run_dir} at {run.env_steps:,} env steps\nmean return "
+             f"{summary['mean_return']:.0f}; {tipped} of {len(episodes)} episodes spent more "
+             "than half their time tipped over (tilt above 60 degrees)")
+    draw(episodes, title, args.out.with_suffix(".png"))
+    print(title.replace("\n", ": "))
+
+
+if __name__ == "__main__":
+    main()
