@@ -14,8 +14,6 @@ is reproducible.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from pathlib import Path
 
@@ -25,9 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from planet import load_run  # noqa: E402
+from probe import command_line, physics_of, play_episodes, write_summary  # noqa: E402
 
 ON_END = 60.0  # degrees of tilt beyond which the cheetah counts as tipped up onto one end
 ON_BACK = 120.0  # degrees of tilt beyond which it lies on its back
@@ -42,7 +38,7 @@ def pitch_degrees(physics) -> float:
 def play(run, env, env_seed: int, torch_seed: int) -> dict:
     torch.manual_seed(torch_seed)
     obs, _ = env.reset(seed=env_seed)
-    physics = env.unwrapped._env.physics  # behind planet's and shimmy's wrappers
+    physics = physics_of(env)
     run.agent.reset(1)
     pitches, speeds, episode_return, done = [], [], 0.0, False
     while not done:
@@ -94,36 +90,18 @@ def draw(episodes: list[dict], title: str, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--seed-base", type=int, default=50_000)
-    parser.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.png")
-    args = parser.parse_args()
-    run = load_run(args.run_dir)
-    if not run.config.env.name.endswith("cheetah-run"):
-        parser.error(f"{args.run_dir} is a {run.config.env.name} run, not cheetah-run")
-    env = run.components.env
-    episodes = [play(run, env, args.seed_base + i, i)
-                for i in tqdm(range(args.episodes), desc="episodes")]
-    returns = np.array([e["return"] for e in episodes])
+    parser, args = command_line(__doc__, episodes=10)
+    run, episodes = play_episodes(parser, args, "cheetah-run", play)
     tipped = sum(e["fraction_on_end"] > 0.5 for e in episodes)
-    summary = {
-        "run_dir": str(args.run_dir),
-        "checkpoint": str(run.checkpoint),
-        "env_steps_trained": run.env_steps,
-        "episodes": len(episodes),
-        "mean_return": round(float(returns.mean()), 1),
-        "on_end_threshold_deg": ON_END,
-        "on_back_threshold_deg": ON_BACK,
-        "episodes_tipped_over_most_of_the_time": int(tipped),
-        "episodes_that_tipped_over": sum(e["first_on_end_agent_step"] is not None
-                                         for e in episodes),
-        "episodes_on_their_back": sum(e["fraction_on_back"] > 0 for e in episodes),
-        "episode_list": episodes,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(summary) + "\n")
+    summary = write_summary(
+        run, args, episodes, indent=None,
+        on_end_threshold_deg=ON_END,
+        on_back_threshold_deg=ON_BACK,
+        episodes_tipped_over_most_of_the_time=tipped,
+        episodes_that_tipped_over=sum(e["first_on_end_agent_step"] is not None
+                                      for e in episodes),
+        episodes_on_their_back=sum(e["fraction_on_back"] > 0 for e in episodes),
+    )
     title = (f"{args.run_dir} at {run.env_steps:,} env steps\nmean return "
              f"{summary['mean_return']:.0f}; {tipped} of {len(episodes)} episodes spent more "
              "than half their time tipped over (tilt above 60 degrees)")

@@ -13,8 +13,6 @@ planner's CEM noise, so the file is reproducible.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from pathlib import Path
 
@@ -24,16 +22,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from planet import load_run  # noqa: E402
+from probe import command_line, physics_of, play_episodes, write_summary  # noqa: E402
 
 REACHED = 100.0  # a return above this means the fingertip found the target
-
-
-def physics_of(env):
-    """The MuJoCo physics behind planet's wrappers and shimmy's dm_control wrapper."""
-    return env.unwrapped._env.physics
 
 
 def play(run, env, env_seed: int, torch_seed: int) -> dict:
@@ -101,32 +92,12 @@ def draw(episodes: list[dict], title: str, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--episodes", type=int, default=30)
-    parser.add_argument("--seed-base", type=int, default=50_000)
-    parser.add_argument("--out", type=Path, required=True, help="writes OUT.json and OUT.png")
-    args = parser.parse_args()
-    run = load_run(args.run_dir)
-    if not run.config.env.name.endswith("reacher-easy"):
-        parser.error(f"{args.run_dir} is a {run.config.env.name} run, not reacher-easy")
-    env = run.components.env
-    episodes = [play(run, env, args.seed_base + i, i)
-                for i in tqdm(range(args.episodes), desc="episodes")]
-    returns = np.array([e["return"] for e in episodes])
-    summary = {
-        "run_dir": str(args.run_dir),
-        "checkpoint": str(run.checkpoint),
-        "env_steps_trained": run.env_steps,
-        "episodes": len(episodes),
-        "mean_return": round(float(returns.mean()), 1),
-        "reached": int((returns > REACHED).sum()),
-        "reached_threshold": REACHED,
-        "episode_list": episodes,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
-    title = (f"{args.run_dir} at {run.env_steps:,} env steps: {summary['reached']} of "
+    parser, args = command_line(__doc__, episodes=30)
+    run, episodes = play_episodes(parser, args, "reacher-easy", play)
+    reached = sum(e["return"] > REACHED for e in episodes)
+    summary = write_summary(run, args, episodes, indent=1, reached=reached,
+                            reached_threshold=REACHED)
+    title = (f"{args.run_dir} at {run.env_steps:,} env steps: {reached} of "
              f"{len(episodes)} targets reached, mean return {summary['mean_return']:.0f}")
     draw(episodes, title, args.out.with_suffix(".png"))
     print(title)
