@@ -17,13 +17,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from probe import command_line, physics_of, play_episodes, write_summary  # noqa: E402
+import numpy as np
+import probe
+import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
 ON_END = 60.0  # degrees of tilt beyond which the cheetah counts as tipped up onto one end
 ON_BACK = 120.0  # degrees of tilt beyond which it lies on its back
@@ -38,7 +36,7 @@ def pitch_degrees(physics) -> float:
 def play(run, env, env_seed: int, torch_seed: int) -> dict:
     torch.manual_seed(torch_seed)
     obs, _ = env.reset(seed=env_seed)
-    physics = physics_of(env)
+    physics = probe.physics_of(env)
     run.agent.reset(1)
     pitches, speeds, episode_return, done = [], [], 0.0, False
     while not done:
@@ -63,9 +61,10 @@ def play(run, env, env_seed: int, torch_seed: int) -> dict:
 
 
 def draw(episodes: list[dict], title: str, path: Path) -> None:
-    figure, (trace, spread) = plt.subplots(1, 2, figsize=(11, 4.4))
+    figure = Figure(figsize=(11, 4.4))
+    trace, spread = figure.subplots(1, 2)
     top = max(e["return"] for e in episodes) or 1.0
-    colours = plt.cm.viridis
+    colours = colormaps["viridis"]
     for e in episodes:
         trace.plot(np.abs(e["pitch_deg"]), lw=0.8, color=colours(e["return"] / top),
                    label=f"{e['return']:.0f}")
@@ -78,22 +77,17 @@ def draw(episodes: list[dict], title: str, path: Path) -> None:
     trace.set_title(f"tilt per episode: on one end above {ON_END:.0f}, on its back above "
                     f"{ON_BACK:.0f}", fontsize=10)
     trace.legend(title="return", fontsize=7, ncol=2, loc="upper left")
-    spread.scatter([e["fraction_on_end"] for e in episodes], [e["return"] for e in episodes])
-    spread.set_xlabel(f"fraction of the episode tipped over (tilt > {ON_END:.0f})")
-    spread.set_ylabel("return")
-    spread.set_title("return against time spent tipped over")
-    spread.grid(alpha=0.3)
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    probe.return_against(spread, [e["fraction_on_end"] for e in episodes], episodes,
+                   f"fraction of the episode tipped over (tilt > {ON_END:.0f})",
+                   "return against time spent tipped over")
+    probe.save_figure(figure, title, path)
 
 
 def main() -> None:
-    parser, args = command_line(__doc__, episodes=10)
-    run, episodes = play_episodes(parser, args, "cheetah-run", play)
+    parser, args = probe.command_line(__doc__, episodes=10)
+    run, episodes = probe.play_episodes(parser, args, "cheetah-run", play)
     tipped = sum(e["fraction_on_end"] > 0.5 for e in episodes)
-    summary = write_summary(
+    summary = probe.write_summary(
         run, args, episodes, indent=None,
         on_end_threshold_deg=ON_END,
         on_back_threshold_deg=ON_BACK,

@@ -57,3 +57,19 @@ def write_summary(run, args: argparse.Namespace, episodes: list[dict], indent: i
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=indent) + "\n")
     return summary
+
+
+def return_against(axes, values, episodes: list[dict], label: str, title: str, **style) -> None:
+    """A scatter of each episode's return against one of its figures."""
+    axes.scatter(values, [e["return"] for e in episodes], **style)
+    axes.set_xlabel(label)
+    axes.set_ylabel("return")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+
+
+def save_figure(figure, title: str, path: Path) -> None:
+    """Title, layout and PNG of a matplotlib Figure (no pyplot, so no GUI backend)."""
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)

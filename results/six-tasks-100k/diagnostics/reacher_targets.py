@@ -16,13 +16,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from probe import command_line, physics_of, play_episodes, write_summary  # noqa: E402
+import numpy as np
+import probe
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Circle
 
 REACHED = 100.0  # a return above this means the fingertip found the target
 
@@ -30,7 +28,7 @@ REACHED = 100.0  # a return above this means the fingertip found the target
 def play(run, env, env_seed: int, torch_seed: int) -> dict:
     torch.manual_seed(torch_seed)
     obs, _ = env.reset(seed=env_seed)
-    physics = physics_of(env)
+    physics = probe.physics_of(env)
     target = physics.named.model.geom_pos["target", ["x", "y"]].copy()
     finger = physics.named.data.geom_xpos["finger", :2].copy()
     run.agent.reset(1)
@@ -58,12 +56,13 @@ def play(run, env, env_seed: int, torch_seed: int) -> dict:
 
 
 def draw(episodes: list[dict], title: str, path: Path) -> None:
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    figure = Figure(figsize=(10, 4.6))
+    axes = figure.subplots(1, 2)
     reached = [e for e in episodes if e["return"] > REACHED]
     missed = [e for e in episodes if e["return"] <= REACHED]
     arena = axes[0]
     for ring in (0.05, 0.20):
-        arena.add_patch(plt.Circle((0, 0), ring, fill=False, ls="--", color="0.6"))
+        arena.add_patch(Circle((0, 0), ring, fill=False, ls="--", color="0.6"))
     arena.plot(0, 0, "k+", ms=10)
     for group, colour, label in ((reached, "tab:green", "reached"), (missed, "tab:red", "missed")):
         xs = [e["target_xy"][0] for e in group]
@@ -78,24 +77,17 @@ def draw(episodes: list[dict], title: str, path: Path) -> None:
     arena.set_ylim(-0.25, 0.25)
     arena.set_title("target positions (thin line: from the fingertip's start)")
     arena.legend(loc="lower right", fontsize=8)
-    spread = axes[1]
-    spread.scatter([e["start_distance"] for e in episodes], [e["return"] for e in episodes],
+    probe.return_against(axes[1], [e["start_distance"] for e in episodes], episodes,
+                   "fingertip-to-target distance at the start", "return against the start distance",
                    c=["tab:green" if e["return"] > REACHED else "tab:red" for e in episodes], s=30)
-    spread.set_xlabel("fingertip-to-target distance at the start")
-    spread.set_ylabel("return")
-    spread.set_title("return against the start distance")
-    spread.grid(alpha=0.3)
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    probe.save_figure(figure, title, path)
 
 
 def main() -> None:
-    parser, args = command_line(__doc__, episodes=30)
-    run, episodes = play_episodes(parser, args, "reacher-easy", play)
+    parser, args = probe.command_line(__doc__, episodes=30)
+    run, episodes = probe.play_episodes(parser, args, "reacher-easy", play)
     reached = sum(e["return"] > REACHED for e in episodes)
-    summary = write_summary(run, args, episodes, indent=1, reached=reached,
+    summary = probe.write_summary(run, args, episodes, indent=1, reached=reached,
                             reached_threshold=REACHED)
     title = (f"{args.run_dir} at {run.env_steps:,} env steps: {reached} of "
              f"{len(episodes)} targets reached, mean return {summary['mean_return']:.0f}")
