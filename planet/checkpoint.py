@@ -112,25 +112,19 @@ def check_fits_config(config: Config, payload: dict, path: Path, config_path: Pa
 
 def load_model_weights(model: torch.nn.Module, payload: dict, path: Path,
                        config_path: Path) -> None:
-    """model.load_state_dict, with a shape mismatch reported in one line, not PyTorch's list."""
+    """model.load_state_dict, with a shape mismatch reported in one line, not PyTorch's list.
+    All or nothing: load_state_dict copies the tensors that fit before it raises, so on a
+    mismatch the model gets its own weights back."""
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:
+        model.load_state_dict(before)
         first = str(error).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else first[0]
         raise CheckpointError(
             f"checkpoint {path} does not fit the model in {config_path}: {detail}"
         ) from None
-
-
-def weights_fit(model: torch.nn.Module, state: dict) -> bool:
-    """Whether `state` holds exactly the model's tensors, each with its shape: then
-    load_state_dict cannot fail after copying some of them."""
-    own = model.state_dict()
-    return state.keys() == own.keys() and all(
-        tuple(getattr(state[name], "shape", ())) == tuple(tensor.shape)
-        for name, tensor in own.items()
-    )
 
 
 _FALLBACK_HINT = (

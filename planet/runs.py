@@ -19,7 +19,6 @@ from planet.checkpoint import (
     load_checkpoint,
     load_latest,
     load_model_weights,
-    weights_fit,
 )
 from planet.components import Components, build
 from planet.config import Config, apply_overrides
@@ -57,11 +56,9 @@ class LoadedRun:
         try:
             payload = load_checkpoint(path)
             check_fits_config(self.config, payload, path, self.run_dir / "config.json")
+            load_model_weights(self.model, payload, path, self.run_dir / "config.json")
         except CheckpointError:
             return False
-        if not weights_fit(self.model, payload["model"]):
-            return False
-        load_model_weights(self.model, payload, path, self.run_dir / "config.json")
         self.model.eval()
         self.checkpoint, self.episodes, self.env_steps = path, *trained(payload, path)
         return True
