@@ -5,7 +5,8 @@ planet.envs re-exports the table (planet.envs.dmc.ACTION_REPEATS); `planet bench
 here, so that a machine with PyTorch alone (a GPU loan) can time the model figures.
 """
 
-# The paper's action repeats (some ports use 6 for ball_in_cup; the paper and its code use 4).
+# The paper's action repeats. ball_in_cup is 4 in the paper and in the official code's last
+# version; its first releases and some ports use 6 (docs/choices.md).
 ACTION_REPEATS = {
     "cartpole-swingup": 8,
     "reacher-easy": 4,
