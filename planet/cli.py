@@ -20,13 +20,12 @@ from planet.config import (
     PRESET_HELP,
     PRESETS,
     Config,
-    ConfigError,
     apply_overrides,
     apply_preset,
     field_docs,
     parse_assignments,
 )
-from planet.errors import TrainError, UsageError
+from planet.errors import UsageError
 
 
 def _fields_epilog() -> str:
@@ -229,21 +228,17 @@ def main(argv: list[str] | None = None) -> int:
 def _parse_and_run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: sweep.json records it
     if args.command is None:
         parser.print_help()
         return 2
-    from planet.checkpoint import CheckpointError
-    from planet.data.replay import ReplayError
-    from planet.envs import EnvError
-    from planet.logging import MetricsError
+    from planet.user_errors import USER_ERRORS
 
-    expected = (UsageError, ConfigError, EnvError, TrainError, CheckpointError, ReplayError,
-                MetricsError)
     try:
         if args.command in COMMANDS:
             return COMMANDS[args.command](args)
         return _extra_module(EXTRA_COMMANDS[args.command][0]).main(args)
-    except expected as error:
+    except USER_ERRORS as error:
         if args.debug:
             raise
         print(f"planet {args.command}: error: {error}", file=sys.stderr)

@@ -15,8 +15,10 @@ so every run is an ordinary run folder (evaluate, predict, plot and watch work o
 The run folders are the sweep's only state. Running the same command again skips finished runs
 and resumes the others from their last checkpoint; a different grid or config into the same
 folder is refused with the differences. Ray places the runs (a local Ray instance by default,
-an existing cluster with --address) and retries a run whose worker dies up to --retries times;
-a run that still fails is reported with its last error line while the others go on.
+an existing cluster with --address) and retries a run whose worker dies or raises an unexpected
+error up to --retries times. A run that fails with an error meant for the user (a refused
+config, a damaged run folder, a folder in use) fails at once, since a retry would meet it again.
+A failed run is reported with its last error line while the others go on.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import itertools
 import json
 import logging
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -57,6 +60,9 @@ FORWARDED_ENV = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "MUJOCO_EGL_DEVICE_ID", "PLAN
 # A retried run may start while the killed attempt's process is still exiting: wait this long
 # for its run-folder lock before giving up.
 LOCK_WAIT_SECONDS = 120.0
+# Set by --envs, --seeds and --episodes, and part of each run folder's name, so neither --set
+# nor --grid may set them.
+RUN_AXES = {"env.name": "--envs", "seed": "--seeds", "train.episodes": "--episodes"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,8 +120,8 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
         key, values = (part.strip() for part in item.split("=", 1))
         if key in grid:
             raise UsageError(f"--grid names {key} twice")
-        if key in ("env.name", "seed", "train.episodes"):
-            raise UsageError(f"--grid {key}: use --envs, --seeds or --episodes for that")
+        if key in RUN_AXES:
+            raise UsageError(f"--grid {key}: use {RUN_AXES[key]} for that")
         grid[key] = split_list(values, f"--grid {key}")
     return grid
 
@@ -130,6 +136,9 @@ def plan_sweep(
     gpus_per_run: float = 0.0,
 ) -> dict[str, RunSpec]:
     """Every run's resolved config, keyed by run folder name. Bad keys or values raise here."""
+    for key in sets:
+        if key in RUN_AXES:
+            raise UsageError(f"--set {key}: use {RUN_AXES[key]} for that")
     device = sets.get("device", "cuda" if gpus_per_run > 0 else "cpu")
     plan: dict[str, RunSpec] = {}
     points = [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
@@ -181,7 +190,7 @@ def check_against_saved(out: Path, plan: dict[str, RunSpec]) -> list[str]:
     for text, names in changed.items():
         problems.append(f"{text} ({len(names)} of {len(plan)} runs)")
     if problems:
-        command = " ".join(saved.get("command", [])) or "see sweep.json"
+        command = shlex.join(map(str, saved.get("command", []))) or "see sweep.json"
         raise TrainError(
             f"{out} holds a sweep with another grid or config: {'; '.join(problems)}. "
             f"Use another --out, or its own command: {command}"
@@ -247,11 +256,14 @@ def append_attempt(run_dir: Path, event: dict[str, Any]) -> None:
 def train_one(run_dir: str, config_data: dict[str, Any], cpus: int, session: str) -> dict:
     """Train one run of the sweep inside a Ray worker (a fresh process per run).
 
-    All of the process's output goes to the run's train.log. Returns the train() summary.
+    All of the process's output goes to the run's train.log. Returns the episodes and env
+    steps trained, or {"error": line} for an error meant for the user (planet.user_errors),
+    which Ray would otherwise retry; any other exception propagates, and Ray retries the run.
     """
     import torch
 
     from planet.train import train
+    from planet.user_errors import USER_ERRORS
 
     torch.set_num_threads(max(1, cpus))  # Ray starts workers with one OpenMP thread
     folder = Path(run_dir)
@@ -275,12 +287,16 @@ def train_one(run_dir: str, config_data: dict[str, Any], cpus: int, session: str
     try:
         if fault == "always-fail":
             raise RuntimeError("injected failure (PLANET_TEST_SWEEP_FAULT)")
+        if fault == "user-error":
+            raise TrainError("injected user error (PLANET_TEST_SWEEP_FAULT)")
         summary = train(Config.from_dict(config_data), folder, progress=False,
                         log=lambda message: print(message, flush=True), on_episode=on_episode,
                         lock_wait=LOCK_WAIT_SECONDS)
     except BaseException as error:
         append_attempt(folder, {"event": "end", "attempt": attempt, "session": session,
                                 "outcome": "error", "error": _last_line(error)})
+        if isinstance(error, USER_ERRORS):
+            return {"error": _last_line(error)}
         raise
     append_attempt(folder, {"event": "end", "attempt": attempt, "session": session,
                             "outcome": "done", "episodes": summary["episodes"]})
@@ -307,8 +323,9 @@ def _last_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[-1] if text else ''}".strip()
 
 
-def describe_failure(error: Exception, run_dir: Path) -> str:
-    """The last error line of a failed Ray task: the exception's, or the run log's."""
+def describe_failure(error: Exception, run_dir: Path, session: str) -> str:
+    """The last error line of a failed Ray task: the exception's, or the last one this
+    session's attempts wrote (an earlier session's error would be stale)."""
     import ray.exceptions
 
     if isinstance(error, ray.exceptions.RayTaskError):
@@ -317,7 +334,7 @@ def describe_failure(error: Exception, run_dir: Path) -> str:
             return _last_line(cause)
     lines = []
     for event in read_attempts(run_dir):
-        if event.get("event") == "end" and event.get("error"):
+        if event.get("event") == "end" and event.get("error") and event.get("session") == session:
             lines.append(event["error"])
     if isinstance(error, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError):
         return "its worker process died" + (f" (last error: {lines[-1]})" if lines else "")
@@ -362,8 +379,8 @@ class LiveView:
         for status in statuses:
             if status.state == "running":
                 seen = seen_by_run[status.name]
-                episode = (seen.get("episode", -1) or 0) + 1 if seen else 0
-                text = f"  {status.name}: episode {episode}/{status.episodes}"
+                done = episodes_collected(status, seen)
+                text = f"  {status.name}: {done}/{status.episodes} episodes"
                 if "eval_return" in seen:
                     text += (f", eval return {seen['eval_return']:.1f} "
                              f"at {seen['eval_env_steps']} steps")
@@ -508,11 +525,11 @@ def drive(
             for ref in ready:
                 name = in_flight.pop(ref)
                 try:
-                    ray.get(ref)
-                    statuses[name].state = "done"
-                except ray.exceptions.RayError as error:
-                    statuses[name].state = "failed"
-                    statuses[name].error = describe_failure(error, out / name)
+                    error = ray.get(ref).get("error")
+                except ray.exceptions.RayError as failure:
+                    error = describe_failure(failure, out / name, session)
+                statuses[name].state = "failed" if error else "done"
+                statuses[name].error = error or ""
             for name in in_flight.values():
                 statuses[name].state = running_or_pending(out / name, session)
             view.show(list(statuses.values()))
@@ -569,11 +586,20 @@ def main(args: argparse.Namespace) -> int:
                           parse_grid(args.grid), args.gpus_per_run)
     except ConfigError as error:
         raise UsageError(str(error)) from None
+    from planet.run_lock import hold_run_dir
+
+    # One driver per sweep folder: a second one would start the same runs again, and each of
+    # its tasks would wait for the first one's run locks and then fail.
+    with hold_run_dir(out, "planet sweep"):
+        return run_plan(out, plan, args)
+
+
+def run_plan(out: Path, plan: dict[str, RunSpec], args: argparse.Namespace) -> int:
+    """Check the plan against the folder's saved one, save it, run it, print the outcome."""
     allowed = check_against_saved(out, plan)
     for change in allowed:
         print(f"sweep: allowed change {change}")
-    write_sweep_file(out, plan, ["planet", "sweep", *sys.argv[2:]] if sys.argv[1:2] == ["sweep"]
-                     else ["planet", "sweep"])
+    write_sweep_file(out, plan, ["planet", *getattr(args, "argv", ["sweep"])])
     view = LiveView(out, len(plan), refresh=False if args.no_progress else None)
     try:
         statuses = drive(out, plan, address=args.address, cpus_per_run=args.cpus_per_run,
