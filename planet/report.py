@@ -12,7 +12,12 @@ episode length); a last table sets each task against it at the last step count (
 the mean and of the lowest seed, seeds above its mean plus one std). The figure has one panel
 per task: each seed's evaluation return against env steps (thin), their mean and min-max band
 up to the step count every seed has reached (bold), the references as markers and the random
-policy as a dashed line. Runs still training are included up to where they are, and marked so.
+policy as a dashed line. Runs that have not finished (still training, stopped or failed) are
+included up to where they are, and marked so.
+
+Runs are grouped by task and grid value. A folder without sweep.json (say, `runs/`) has no grid:
+there, runs of one task whose configs differ beyond the seed and the fields a resume may change
+are told apart by those differences (the preset, or the fields set), never averaged as seeds.
 
 Writes OUT.md, OUT.json and OUT.png (default: report.* inside the sweep folder). The Markdown
 and the JSON name the commands they come from: the sweep's own (from sweep.json, when the folder
@@ -63,7 +68,7 @@ class Run:
     random_returns: list[float] = field(default_factory=list)  # of its uniform-random episodes
 
     @property
-    def still_going(self) -> bool:
+    def unfinished(self) -> bool:
         return self.episodes < self.target_episodes
 
 
@@ -86,38 +91,74 @@ def load_runs(sweep_dir: Path) -> list[Run]:
     if sweep_file.exists():
         try:
             listed = json.loads(sweep_file.read_text())["runs"]
-        except (ValueError, KeyError) as error:
-            raise TrainError(f"cannot read {sweep_file}: {error}") from None
-        entries = [(name, entry.get("grid", {}), entry.get("config")) for name, entry in
-                   listed.items()]
+            entries = [(name, dict(entry.get("grid", {})), entry["config"])
+                       for name, entry in listed.items()]
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise TrainError(f"cannot read {sweep_file}: {error!r}") from None
     else:
-        entries = [(path.parent.relative_to(sweep_dir).as_posix(), {}, None)
+        entries = [(path.parent.relative_to(sweep_dir).as_posix(), None, None)
                    for path in sorted(sweep_dir.rglob("config.json"))]
     if not entries:
         raise TrainError(f"{sweep_dir} holds no runs (no sweep.json and no config.json below it)")
-    runs = []
+    runs, configs = [], []
     for name, grid, planned in entries:
         run_dir = sweep_dir / name
         config_path = run_dir / "config.json"
         try:  # a run the sweep has not started yet has only its planned config
             config = Config.load(config_path) if config_path.exists() else Config.from_dict(
                 planned)
+            # The sweep's plan says how far a run goes: `--episodes` may have been raised since
+            # the run's own config.json was written.
+            target = Config.from_dict(planned).train.episodes if planned else config.train.episodes
         except (ValueError, TypeError, AttributeError) as error:
             raise TrainError(f"cannot read the config of {run_dir}: {error}") from None
         records = read_metrics(run_dir, warn=lambda message: None)  # a half line is skipped
         evals = [(int(r["env_steps"]), float(r["eval_return"])) for r in records
                  if "eval_return" in r]
+        configs.append(config)
         runs.append(Run(
             name=name, task=task_of(config.env.name),
-            grid=",".join(f"{key}={value}" for key, value in grid.items()),
-            target_episodes=config.train.episodes, evals=evals,
+            grid=",".join(f"{key}={value}" for key, value in (grid or {}).items()),
+            target_episodes=target, evals=evals,
             wall=[(int(r["env_steps"]), float(r["wall_time"])) for r in records
                   if "wall_time" in r],
             env_steps=max((int(r["env_steps"]) for r in records), default=0),
             episodes=len({r["episode"] for r in records}),
             random_returns=[float(r["return"]) for r in records if r.get("random_policy")],
         ))
+    if not sweep_file.exists():
+        for run, label in zip(runs, config_labels(runs, configs), strict=True):
+            run.grid = label
     return runs
+
+
+def config_labels(runs: list[Run], configs: list) -> list[str]:
+    """For runs without a sweep's grid: per run, the config fields in which the runs of its
+    task differ, beyond the seed and the fields a resume may change ('' where they agree).
+    A preset stands for the fields it sets; a field set on top of it is named too."""
+    from planet.config import flatten
+    from planet.resume import RESUMABLE_FIELDS
+
+    ignored = {"seed", *RESUMABLE_FIELDS} - {"preset"}  # kept: it names where fields came from
+    flat = [{key: value for key, value in flatten(config.to_dict()).items()
+             if key not in ignored} for config in configs]
+
+    def differing(keys, members: list[int]) -> list[str]:
+        return sorted(key for key in keys if len({repr(flat[i].get(key)) for i in members}) > 1)
+
+    labels = [""] * len(runs)
+    for task in {run.task for run in runs}:
+        members = [index for index, run in enumerate(runs) if run.task == task]
+        keys = differing(flat[members[0]], members)
+        if "preset" in keys:
+            by_preset: dict[str, list[int]] = {}
+            for index in members:
+                by_preset.setdefault(flat[index]["preset"], []).append(index)
+            keys = ["preset", *sorted({key for group in by_preset.values()
+                                       for key in differing(keys, group)})]
+        for index in members:
+            labels[index] = ",".join(f"{key}={flat[index].get(key)}" for key in keys)
+    return labels
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
@@ -176,6 +217,7 @@ def summarise(groups: list[Group], at_env_steps: list[int]) -> dict[str, Any]:
         for steps in at_env_steps:
             found = {run.name: value_at(run, steps) for run in group.runs}
             taken = {name: hit for name, hit in found.items() if hit is not None}
+            reached = {run.name for run in group.runs if run.env_steps >= steps}
             values = np.array([value for value, _ in taken.values()], float)
             minutes = [m for run in group.runs if (m := minutes_at(run, steps)) is not None]
             cells[str(steps)] = {
@@ -185,12 +227,14 @@ def summarise(groups: list[Group], at_env_steps: list[int]) -> dict[str, Any]:
                 "seeds": len(values),
                 "returns": {name: value for name, (value, _) in taken.items()},
                 "eval_env_steps": {name: at for name, (_, at) in taken.items()},
-                "not_reached": sorted(name for name, hit in found.items() if hit is None),
+                "not_reached": sorted(set(found) - reached),
+                # reached, but its first evaluation came later (a long test_interval)
+                "no_evaluation": sorted(name for name in reached if found[name] is None),
                 "wall_minutes": float(np.mean(minutes)) if minutes else None,
             }
         rows.append({
             "task": group.task, "grid": group.grid, "runs": [run.name for run in group.runs],
-            "still_going": {run.name: run.env_steps for run in group.runs if run.still_going},
+            "unfinished": {run.name: run.env_steps for run in group.runs if run.unfinished},
             "random_policy": random,
             "at": cells,
             "references": {str(steps): {ref.label: ref.returns.get(group.task)
@@ -263,10 +307,10 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
         for row in summary["groups"]:
             cell = row["at"][key]
             if cell["mean"] is None:
-                ours = "not reached"
+                ours = "no evaluation yet" if cell["no_evaluation"] else "not reached"
             else:
                 ours = f"{cell['mean']:.0f} ± {cell['std']:.0f} ({cell['seeds']})"
-            if row["still_going"]:
+            if row["unfinished"]:
                 ours += " *"
             label = f"{row['task']} [{row['grid']}]" if row["grid"] else row["task"]
             values = [_number(row["references"][key].get(ref.label)) for ref in refs]
@@ -280,11 +324,12 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
                                             *ref_means]) + " |")
         lines.append("")
     lines += random_section(summary)
-    going = {name: steps for row in summary["groups"] for name, steps in row["still_going"].items()}
-    if going:
+    unfinished = {name: steps for row in summary["groups"]
+                  for name, steps in row["unfinished"].items()}
+    if unfinished:
         lines.append("\\* not finished: " + ", ".join(
             f"{name} ({f'at {steps:,} steps' if steps else 'not started'})"
-            for name, steps in sorted(going.items())))
+            for name, steps in sorted(unfinished.items())))
         lines.append("")
     lines.append("Sources: " + "; ".join(summary["sources"]) + ".")
     lines.append("")
@@ -388,7 +433,7 @@ def draw_figure(groups: list[Group], at_env_steps: list[int]):
                 ax.plot(seed_steps, seed_returns, "-", color=color, linewidth=0.8, alpha=0.5)
                 reach = max(reach, max(seed_steps))
             steps, mean, low, high = curve(evaluated)
-            going = sum(run.still_going for run in group.runs)
+            going = sum(run.unfinished for run in group.runs)
             label = (group.grid or "this sweep") + f": mean of {len(evaluated)}"
             if len(evaluated) < len(group.runs):
                 label += f" of {len(group.runs)}"
@@ -447,6 +492,9 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"{sweep_dir} is not a folder")
     at_env_steps = parse_steps(args.at_env_steps)
     out = Path(args.out) if args.out else sweep_dir / "report"
+    if out.name in ("", ".", ".."):
+        raise UsageError(f"--out takes a path without suffix (it writes OUT.md, OUT.json and "
+                         f"OUT.png), such as {Path(args.out) / 'report'}; got {args.out!r}")
     groups = group_runs(load_runs(sweep_dir))
     summary = summarise(groups, at_env_steps)
     report = ["planet", "report", args.sweep_dir, "--at-env-steps",

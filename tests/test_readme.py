@@ -308,7 +308,7 @@ def test_six_task_table_is_the_committed_reports(readme: str):
     assert f"\n\n{table}\n\n" in text, f"{readme}'s 100k table differs from report.md's:\n{table}"
     groups = json.loads((SIX_TASKS / "report.json").read_text())["groups"]
     runs = sum(len(group["runs"]) for group in groups)
-    finished = runs - sum(len(group["still_going"]) for group in groups)
+    finished = runs - sum(len(group["unfinished"]) for group in groups)
     found = re.search(RUNS_DONE[readme], text)
     assert found, f"{readme} does not say how many runs have finished"
     assert (int(found[1]), int(found[2])) == (finished, runs), found[0]

@@ -32,6 +32,7 @@ from planet.report import (
     summarise,
     value_at,
 )
+from planet.run_lock import hold_run_dir
 from planet.sweep import (
     ATTEMPTS_FILE,
     LOG_FILE,
@@ -216,16 +217,21 @@ def test_driver_killed_midway_then_rerun_finishes_each_episode_once(tmp_path: Pa
 
 
 def test_crashed_worker_is_retried_and_a_failing_run_is_reported(tmp_path: Path):
+    """s0's worker dies once (retried, resumes), s1 always raises a RuntimeError (retried, then
+    reported), s2 raises an error meant for the user (reported without a retry)."""
     out = tmp_path / "faults"
-    faults = "toy_dot/s0=kill-first-attempt;toy_dot/s1=always-fail"
+    faults = "toy_dot/s0=kill-first-attempt;toy_dot/s1=always-fail;toy_dot/s2=user-error"
     # Two CPUs per run on a 2-CPU Ray: one run at a time, each with two torch threads.
-    result = run_sweep(out, "--envs", "toy:dot", "--seeds", "0,1", "--episodes", "3",
+    result = run_sweep(out, "--envs", "toy:dot", "--seeds", "0,1,2", "--episodes", "3",
                        "--retries", "1", "--cpus-per-run", "2",
                        env={"PLANET_TEST_SWEEP_FAULT": faults})
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "1 of 2 runs done, 1 failed" in result.stdout
+    assert "1 of 3 runs done, 2 failed" in result.stdout
     failed = [line for line in result.stdout.splitlines() if line.strip().startswith("failed:")]
-    assert len(failed) == 1 and "toy_dot/s1" in failed[0] and "injected failure" in failed[0]
+    assert len(failed) == 2, result.stdout
+    assert "toy_dot/s1" in failed[0] and "RuntimeError: injected failure" in failed[0]
+    assert "toy_dot/s2" in failed[1] and "TrainError: injected user error" in failed[1]
+    assert [end["outcome"] for end in attempts(out / "toy_dot" / "s2", "end")] == ["error"]
     killed = out / "toy_dot" / "s0"
     assert [a["attempt"] for a in attempts(killed)] == [1, 2]
     assert episodes_logged(killed) == [0, 1, 2]
@@ -243,6 +249,7 @@ def test_another_grid_or_config_into_the_same_folder_is_refused(tmp_path: Path, 
             "--episodes", "0"]
     assert cli.main([*base, "--grid", "planner.candidates=16,32"]) == 0
     saved = json.loads((out / "sweep.json").read_text())
+    assert saved["command"] == ["planet", *base, "--grid", "planner.candidates=16,32"]
     assert sorted(saved["runs"]) == ["toy_dot/planner.candidates=16/s0",
                                      "toy_dot/planner.candidates=32/s0"]
     capsys.readouterr()
@@ -265,7 +272,9 @@ def test_bad_sweep_input_is_one_line(tmp_path: Path, capsys):
     base = ["sweep", "--out", str(tmp_path / "bad"), "--episodes", "0"]
     cases = {
         ("--envs", "toy:dot", "--grid", "planner.candidatez=1,2"): "did you mean",
-        ("--envs", "toy:dot", "--grid", "seed=1,2"): "use --envs, --seeds",
+        ("--envs", "toy:dot", "--grid", "seed=1,2"): "--grid seed: use --seeds",
+        ("--envs", "toy:dot", "--set", "seed=7"): "--set seed: use --seeds",
+        ("--envs", "toy:dot", "--set", "train.episodes=7"): "--set train.episodes: use --episodes",
         ("--envs", "toy:dot", "--seeds", "0,x"): "--seeds must be integers",
         ("--envs", "nope:task"): "unknown environment",
         ("--envs", "toy:dot", "--cpus-per-run", "0"): "--cpus-per-run",
@@ -274,6 +283,17 @@ def test_bad_sweep_input_is_one_line(tmp_path: Path, capsys):
         assert cli.main([*base, *args]) == 2, args
         error = capsys.readouterr().err
         assert expected in error and len(error.strip().splitlines()) == 1, error
+
+
+def test_a_second_driver_on_one_sweep_folder_is_refused(tmp_path: Path, capsys):
+    out = tmp_path / "busy"
+    with hold_run_dir(out, "planet sweep"):
+        code = cli.main(["sweep", "--out", str(out), *SMALL, "--envs", "toy:dot", "--seeds", "0",
+                         "--episodes", "0"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(error) == 1, error
+    assert f"is in use by planet sweep (pid {os.getpid()} on host" in error[0]
+    assert not (out / "sweep.json").exists()
 
 
 def write_run(folder: Path, task: str, episodes: int, evals: dict[int, float], steps: int):
@@ -300,7 +320,7 @@ def test_report_takes_the_last_evaluation_at_or_before_and_marks_unfinished_runs
     write_run(tmp_path / "a", "walker-walk", 10, {2000: 10.0, 4000: 30.0, 6000: 50.0}, 10_000)
     write_run(tmp_path / "b", "walker-walk", 10, {2000: 20.0, 4000: 40.0}, 5_000)
     runs = load_runs(tmp_path)
-    assert [run.still_going for run in runs] == [False, True]
+    assert [run.unfinished for run in runs] == [False, True]
     assert value_at(runs[0], 5000) == (30.0, 4000)
     assert value_at(runs[1], 6000) is None  # not reached
     summary = summarise(group_runs(runs), [5000, 10_000, 100_000])
@@ -308,6 +328,7 @@ def test_report_takes_the_last_evaluation_at_or_before_and_marks_unfinished_runs
     assert row["at"]["5000"]["mean"] == 35.0 and row["at"]["5000"]["std"] == 5.0
     assert row["at"]["10000"] == {"mean": 50.0, "std": 0.0, "seeds": 1, "returns": {"a": 50.0},
                                   "eval_env_steps": {"a": 6000}, "not_reached": ["b"],
+                                  "no_evaluation": [],
                                   "wall_minutes": 10.0,
                                   "vs_random": {"mean_margin": 47.0, "lowest_margin": 47.0,
                                                 "bar": 4.0, "seeds_above_bar": 1, "seeds": 1}}
@@ -316,7 +337,7 @@ def test_report_takes_the_last_evaluation_at_or_before_and_marks_unfinished_runs
     assert row["at"]["5000"]["vs_random"] == {"mean_margin": 32.0, "lowest_margin": 27.0,
                                               "bar": 4.0, "seeds_above_bar": 2, "seeds": 2}
     assert row["at"]["100000"]["vs_random"] is None  # no seed there yet
-    assert row["still_going"] == {"b": 5000}
+    assert row["unfinished"] == {"b": 5000}
     assert row["random_policy"] == {"mean": 3.0, "std": 1.0, "episodes": 4}
     assert row["references"]["100000"] == {"PlaNet (CURL)": 224, "PlaNet (DrQ)": 125,
                                            "Dreamer (CURL)": 277}
@@ -325,6 +346,70 @@ def test_report_takes_the_last_evaluation_at_or_before_and_marks_unfinished_runs
     assert "| walker-walk | 35 ± 5 (2) * | 5 | 3 ± 1 (4) |\n" in text  # no published figure at 5k
     assert "| walker-walk | not reached * |  | 3 ± 1 (4) | 224 | 125 | 277 |" in text
     assert "b (at 5,000 steps)" in text
+
+
+def test_report_cell_without_an_evaluation_yet_says_so(tmp_path):
+    # Past 5000 steps, but its first evaluation came at 6000 (a long test_interval).
+    write_run(tmp_path / "a", "walker-walk", 10, {6000: 50.0}, 10_000)
+    write_run(tmp_path / "b", "walker-walk", 20, {}, 3000)
+    (row,) = summarise(group_runs(load_runs(tmp_path)), [5000])["groups"]
+    assert row["at"]["5000"]["no_evaluation"] == ["a"]
+    assert row["at"]["5000"]["not_reached"] == ["b"]
+    assert cli.main(["report", str(tmp_path), "--at-env-steps", "5000"]) == 0
+    assert "| walker-walk | no evaluation yet * |" in (tmp_path / "report.md").read_text()
+
+
+def test_report_takes_each_runs_length_from_the_sweeps_plan(tmp_path):
+    """A sweep extended from 10 to 20 episodes: a run that finished 10 and has not been
+    restarted still has 10 in its config.json, and is not finished."""
+    from planet.config import make_config
+
+    write_run(tmp_path / "walker-walk" / "s0", "walker-walk", 10, {10_000: 50.0}, 10_000)
+    planned = make_config("smoke", {"env.name": "walker-walk", "train.episodes": 20})
+    (tmp_path / "sweep.json").write_text(json.dumps(
+        {"command": ["planet", "sweep"], "runs": {"walker-walk/s0": {
+            "grid": {}, "config": planned.to_dict()}}}))
+    (run,) = load_runs(tmp_path)
+    assert (run.episodes, run.target_episodes, run.unfinished) == (10, 20, True)
+    (tmp_path / "sweep.json").write_text('{"runs": ["walker-walk/s0"]}')
+    assert cli.main(["report", str(tmp_path)]) == 2  # one line, not a traceback
+
+
+def test_report_without_a_sweep_tells_presets_and_set_fields_apart(tmp_path):
+    """`planet report runs/`: runs of one task made with other presets or --set values are
+    separate rows, not seeds of one mean; seeds and resumable fields do not split them."""
+    from planet.config import make_config
+
+    def run(name, preset, seed, **sets):
+        folder = tmp_path / "walker-walk" / name
+        write_run(folder, "walker-walk", 10, {10_000: 10.0 * (seed + 1)}, 10_000)
+        make_config(preset, {"env.name": "walker-walk", "seed": seed, "train.episodes": 10,
+                             **sets}).save(folder / "config.json")
+
+    run("cpu-s0", "cpu", 0)
+    run("cpu-s1", "cpu", 1, **{"train.test_interval": 3})  # resumable: still a seed
+    run("cpu-big-s0", "cpu", 0, **{"planner.candidates": 300})
+    run("paper-s0", "paper", 0)
+    labels = {run.name: run.grid for run in load_runs(tmp_path)}
+    assert labels == {
+        "walker-walk/cpu-s0": "preset=cpu,planner.candidates=100",
+        "walker-walk/cpu-s1": "preset=cpu,planner.candidates=100",
+        "walker-walk/cpu-big-s0": "preset=cpu,planner.candidates=300",
+        "walker-walk/paper-s0": "preset=paper,planner.candidates=1000"}
+    groups = group_runs(load_runs(tmp_path))
+    assert sorted(len(group.runs) for group in groups) == [1, 1, 2]
+    # One task's runs that agree get no label; another task does not split them.
+    shutil.rmtree(tmp_path / "walker-walk" / "cpu-big-s0")
+    shutil.rmtree(tmp_path / "walker-walk" / "paper-s0")
+    write_run(tmp_path / "finger" / "s0", "finger-spin", 10, {10_000: 5.0}, 10_000)
+    assert {run.grid for run in load_runs(tmp_path)} == {""}
+
+
+def test_report_out_must_name_a_file(tmp_path, capsys):
+    write_run(tmp_path / "a", "walker-walk", 10, {10_000: 5.0}, 10_000)
+    assert cli.main(["report", str(tmp_path), "--out", "."]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--out takes a path without suffix" in error[0], error
 
 
 def test_report_mean_over_tasks_row_has_ours_random_and_published_means(tmp_path):
@@ -403,7 +488,7 @@ def test_live_view_shows_counts_and_each_running_runs_episode_and_eval(tmp_path)
     assert "done 1 | running 1 | pending 1 | failed 1" in lines[0]
     # 3 episodes of walker, x/s1's 10 (done), none of the others: 13 of 40, no pace yet.
     assert lines[1] == "  episodes 13 of 40 (32 %)"
-    assert "walker-walk/s0: episode 3/10, eval return 12.5 at 2000 steps" in lines[2]
+    assert "walker-walk/s0: 3/10 episodes, eval return 12.5 at 2000 steps" in lines[2]
     assert "x/s2: FAILED: RuntimeError: boom" in lines[3]
     # 10 minutes later walker has 5 more episodes: 22 left at 2 min each.
     shutil.rmtree(tmp_path / "walker-walk" / "s0")

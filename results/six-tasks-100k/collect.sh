@@ -27,7 +27,7 @@ report = (here / "report.md").read_text()
 table = report.split("## At 100,000 env steps\n\n", 1)[1].split("\n\n", 1)[0]
 groups = json.loads((here / "report.json").read_text())["groups"]
 runs = sum(len(group["runs"]) for group in groups)
-done = runs - sum(len(group["still_going"]) for group in groups)
+done = runs - sum(len(group["unfinished"]) for group in groups)
 updated = {}
 for name, count, wording in (("README.md", r"\*\*\d+ of \d+ runs\*\*", "**{} of {} runs**"),
                              ("README.zh-CN.md", r"\*\*\d+ / \d+ 个运行\*\*", "**{} / {} 个运行**")):
