@@ -116,17 +116,3 @@ def describe_holder(path: Path) -> str:
     return (f"{holder.get('command', 'another process')} (pid {holder.get('pid', '?')} "
             f"on host {holder.get('host', '?')}, since {holder.get('since', '?')})")
 
-
-def is_held(run_dir: str | Path) -> bool:
-    """Whether some process holds `run_dir`'s lock now (False when there is no lock file)."""
-    path = lock_path(run_dir)
-    if not path.exists():
-        return False
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(descriptor)
-    return False

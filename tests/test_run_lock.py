@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,8 +19,24 @@ from conftest import quiet
 from planet import cli
 from planet.config import make_config
 from planet.resume import TrainError
-from planet.run_lock import LOCK_FILE_NAME, RunLockedError, hold_run_dir, is_held, read_holder
+from planet.run_lock import LOCK_FILE_NAME, RunLockedError, hold_run_dir, lock_path, read_holder
 from planet.train import train
+
+
+def is_held(run_dir: Path) -> bool:
+    """Whether some process holds `run_dir`'s lock now (False without a lock file). It probes
+    with a shared lock, which a writer's one try at that moment would fail on: tests only."""
+    path = lock_path(run_dir)
+    if not path.exists():
+        return False
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -89,6 +107,31 @@ def test_train_into_a_locked_folder_writes_nothing(tmp_path, capsys):
     assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE_NAME]
 
 
+def test_a_writer_that_waits_gets_the_folder_once_the_holder_lets_go(tmp_path):
+    """The sweep's retries rely on this: a retried run waits for the dying attempt's lock."""
+    run_dir = tmp_path / "run"
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with hold_run_dir(run_dir, "planet train"):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(10)
+        threading.Timer(0.5, release.set).start()
+        started = time.monotonic()
+        with hold_run_dir(run_dir, "planet train", wait=10) as path:
+            waited = time.monotonic() - started
+            assert json.loads(Path(path).read_text())["pid"] == os.getpid()
+    finally:
+        release.set()
+        thread.join(10)
+    assert 0.4 < waited < 10
+
+
 def wait_until(condition, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -109,8 +152,10 @@ def test_two_train_processes_on_one_folder_and_a_sigkilled_holder(tmp_path, caps
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
-        wait_until(lambda: is_held(run_dir) and (read_holder(run_dir) or {}).get("pid")
-                   == first.pid, 300, "the first run to hold the lock")
+        # The holder's pid is written only once it holds the lock (the folder is new). Probing
+        # the lock itself here could make the first process's one try fail.
+        wait_until(lambda: (read_holder(run_dir) or {}).get("pid") == first.pid, 300,
+                   "the first run to hold the lock")
         # Refused before any training: training would fail this test at once.
         import planet.train
 
