@@ -31,11 +31,14 @@ class CheckpointError(RuntimeError):
     """A damaged or incompatible checkpoint; the message is meant for the user.
 
     `reason` is the message without the advice that follows it, for errors that list several
-    problems (planet.resume.resume_point) and should give the advice once."""
+    problems (planet.resume.resume_point) and should give the advice once. `damaged` is False
+    when the file could not be read at all (permissions, an I/O error): a resume then stops
+    rather than set the checkpoint aside and fall back to an older one."""
 
-    def __init__(self, reason: str, advice: str = ""):
+    def __init__(self, reason: str, advice: str = "", damaged: bool = True):
         super().__init__(f"{reason}; {advice}" if advice else reason)
         self.reason = reason
+        self.damaged = damaged
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -50,7 +53,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except OSError as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror}",
+                              damaged=False) from None
     header = len(MAGIC) + 32
     if len(raw) < header or not raw.startswith(MAGIC):
         raise CheckpointError(

@@ -72,16 +72,28 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, str]:
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)}
 
 
-def check_resume_config(saved: Config, requested: Config) -> list[str]:
-    """Differences between a saved and a requested config; raises on any unsafe one."""
+def check_resume_config(saved: Config, requested: Config, saved_in: str = "config.json"
+                        ) -> list[str]:
+    """Differences between a saved and a requested config; raises on any unsafe one.
+    `saved_in` names where the saved config comes from, for the error."""
     changes = config_changes(flatten(saved.to_dict()), flatten(requested.to_dict()))
     unsafe = [text for key, text in changes.items() if key not in RESUMABLE_FIELDS]
     if unsafe:
         raise TrainError(
-            "cannot resume: the config differs in fields that change the model or the data "
-            f"({'; '.join(unsafe)}). Use a new --run-dir, or resume with the saved values."
+            f"cannot resume: the config differs from the one in {saved_in} in fields that "
+            f"change the model or the data ({'; '.join(unsafe)}). Use a new --run-dir, or "
+            "resume with the saved values."
         )
     return list(changes.values())
+
+
+def checkpoint_config(payload: dict[str, Any]) -> Config | None:
+    """The config a checkpoint was saved under (None for a checkpoint without a readable one:
+    load_model_weights still checks the weights' shapes)."""
+    try:
+        return Config.from_dict(payload["config"])
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
 
 
 def resume_point(run_dir: Path, config: Config, log=print):
@@ -98,6 +110,10 @@ def resume_point(run_dir: Path, config: Config, log=print):
     for path in list_checkpoints(checkpoint_dir):
         try:
             payload = load_checkpoint(path)
+            missing = [key for key in RESUME_KEYS if key not in payload]
+            if missing:
+                raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)} (written by "
+                                      "an older planet), so it cannot be resumed")
             episodes = int(payload["episode"])
             replay = EpisodeReplay.load(
                 episodes_dir, config.train.bit_depth, config.train.max_episodes_in_memory,
@@ -109,6 +125,10 @@ def resume_point(run_dir: Path, config: Config, log=print):
                     f"needs {episodes}; episode files are missing"
                 )
         except (CheckpointError, ReplayError) as error:
+            if isinstance(error, CheckpointError) and not error.damaged:
+                # Falling back would drop the episodes this checkpoint covers.
+                raise TrainError(f"{error}; nothing in {run_dir} was changed. Fix that, then "
+                                 "resume again") from None
             log(f"warning: {error}; trying an older checkpoint")
             problems.append(error.reason)
             skipped.append(path)
@@ -210,6 +230,10 @@ def collect_kill_hook(kill_at, episode: int):
 
 # --- the state a checkpoint saves, and a run started or resumed from it ----------------------
 
+# What a resume reads from a checkpoint (TrainingState.checkpoint writes these and "config").
+RESUME_KEYS = ("model", "optimizer", "rng", "episode", "env_steps", "updates", "wall_time",
+               "nonfinite_updates", "nonfinite_in_a_row")
+
 @dataclass
 class TrainingState:
     """The counters a checkpoint saves beside the model, the optimiser and every RNG."""
@@ -287,9 +311,14 @@ def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:
     for directory in (run_dir, checkpoint_dir, episodes_dir):
         remove_temporary_files(directory)  # left by a kill in the middle of a write
     found = resume_point(run_dir, config, log) if resuming else None
-    if found is not None:  # config.json edited to another model: one line, before building
+    if found is not None:
         checkpoint_path, payload, saved_replay = found
+        # config.json may have been edited since the checkpoint was written: a checkpoint
+        # that does not fit the model is refused in one line before the model is built, and
+        # any other change that is not resumable is refused too.
         check_fits_config(config, payload, checkpoint_path, config_path)
+        if (saved := checkpoint_config(payload)) is not None:
+            changes = check_resume_config(saved, config, saved_in=str(checkpoint_path))
     seed_everything(config.seed, config.machine.deterministic)
     components = build(config, env, log=log)
     replay_rng = np.random.default_rng(config.seed)

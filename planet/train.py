@@ -59,8 +59,9 @@ def train(
     left off (see planet.resume); `config` must then agree with the saved config except in
     RESUMABLE_FIELDS. A full disk stops the run with a TrainError; the checkpoints already
     written stay readable. `fault_hook(learner, chunks)`, for tests, may alter a batch before
-    an update. `on_episode(record, components)` runs after each checkpointed episode; returning
-    True stops training there (the learning benchmark's wall-clock budget).
+    an update. `on_episode(record, components)` runs after each episode; returning True stops
+    training there, with a checkpoint of that episode (the learning benchmark's wall-clock
+    budget).
 
     The run holds `run_dir`'s lock (planet.run_lock) from before its first write to its end: a
     second writer waits up to `lock_wait` seconds, then fails with RunLockedError.
@@ -119,10 +120,14 @@ def run_algorithm_1(run: OpenRun, progress: bool, log, fault_hook, on_episode) -
             log_episode(run, record, strip)
             maybe_kill(kill_at, "checkpoint", episode, 0)
             state.episode, state.wall_time = episode + 1, record["wall_time"]  # episode done
-            checkpoint_if_due(run)
+            saved = checkpoint_due(run)
+            if saved:
+                write_checkpoint(run)
             last = record
             bars.episode_done(record)
             if on_episode is not None and on_episode(record, components):
+                if not saved:  # so that no episode is collected again on resume
+                    write_checkpoint(run)
                 break
     finally:
         bars.close()
@@ -157,11 +162,14 @@ def fit_world_model(run: OpenRun, episode: int, timer: Timer, bars: Bars, fault_
             history.append(learner.update(chunks))
         run.state.updates += 1
         if learner.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
+            kept = list_checkpoints(run.run_dir / "checkpoints")
+            last_good = f"the last good checkpoint, {kept[0]}, is intact" if kept else (
+                "no checkpoint was written yet")
             raise TrainError(
                 f"{learner.nonfinite_in_a_row} updates in a row had a non-finite loss or "
-                f"gradient; stopping at episode {episode}. The last good checkpoint (after "
-                f"{episode} episodes) is intact in {run.run_dir / 'checkpoints'}; try a lower "
-                "train.learning_rate"
+                f"gradient; stopping at episode {episode}: {last_good}. The learning rate is "
+                "not a field a resume may change, so try a lower train.learning_rate (or "
+                "train.grad_clip_norm) in a new --run-dir"
             )
     learner.model.eval()
     skipped = sum(entry["skipped"] for entry in history)
@@ -243,12 +251,15 @@ def log_episode(run: OpenRun, record: dict[str, Any], strip: np.ndarray | None) 
         run.logger.log_image("model/reconstruction", strip, record["env_steps"])
 
 
-def checkpoint_if_due(run: OpenRun) -> None:
-    """After the episode is in replay and logged: every `checkpoint_interval` episodes and at
-    the end; the newest two are kept."""
-    state, config = run.state, run.config
-    if state.episode % config.train.checkpoint_interval and state.episode != config.train.episodes:
-        return
+def checkpoint_due(run: OpenRun) -> bool:
+    """Every `checkpoint_interval` episodes, and at the end."""
+    episode, train = run.state.episode, run.config.train
+    return episode % train.checkpoint_interval == 0 or episode == train.episodes
+
+
+def write_checkpoint(run: OpenRun) -> None:
+    """After the episode is in replay and logged; the newest two are kept."""
+    state = run.state
     directory = run.run_dir / "checkpoints"
     save_checkpoint(checkpoint_path(directory, state.episode),
                     state.checkpoint(run.components, run.replay_rng))

@@ -278,7 +278,8 @@ def test_too_many_nonfinite_updates_stop_with_the_last_checkpoint_intact(tmp_pat
               fault_hook=poison)
     message = str(error.value)
     assert "6 updates in a row had a non-finite loss or gradient; stopping at episode 2" in message
-    assert "The last good checkpoint (after 2 episodes) is intact" in message
+    assert "the last good checkpoint, " in message and "episode_000002.pt, is intact" in message
+    assert "in a new --run-dir" in message
     payload = load_checkpoint(list_checkpoints(run_dir / "checkpoints")[0])
     assert payload["episode"] == 2 and payload["nonfinite_updates"] == 4
     assert [m["episode"] for m in read_metrics(run_dir)] == [0, 1]

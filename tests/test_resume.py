@@ -10,6 +10,7 @@ that was never interrupted is an exact reference for the numbers a resumed run m
 from __future__ import annotations
 
 import copy
+import errno
 import json
 import os
 import shutil
@@ -25,11 +26,12 @@ from conftest import quiet
 
 import planet.train
 from planet import cli
-from planet.checkpoint import list_checkpoints, load_checkpoint
+from planet.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from planet.data.replay import EpisodeReplay, is_temporary_file, temporary_path
 from planet.errors import TrainError
 from planet.logging import read_metrics
 from planet.resume import check_resume_config
+from planet.run_lock import LOCK_FILE_NAME
 from planet.train import train
 
 EPISODES = 3  # episode 0 with random actions, then 1 and 2 with updates and the planner
@@ -218,6 +220,46 @@ def test_truncated_checkpoint_falls_back(reference, tmp_path):
     assert_complete(run_dir, reference)
 
 
+def test_an_unreadable_checkpoint_stops_the_resume_and_changes_nothing(reference, tmp_path,
+                                                                       monkeypatch):
+    """Permissions or an I/O error are not damage: no fallback, which would drop the episodes
+    the newest checkpoint covers, and nothing set aside."""
+    run_dir = copy_run(reference, tmp_path)
+    newest = list_checkpoints(run_dir / "checkpoints")[0]
+    def run_files() -> dict[Path, bytes]:  # but the lock file, which names its last holder
+        return {path: path.read_bytes() for path in run_dir.rglob("*")
+                if path.is_file() and path.name != LOCK_FILE_NAME}
+
+    files = run_files()
+    read_bytes = Path.read_bytes
+
+    def refuse_newest(path: Path) -> bytes:
+        if path == newest:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse_newest)
+    with pytest.raises(TrainError) as error:
+        train(make_config("--episodes", str(EPISODES + 1)), run_dir, progress=False, log=quiet)
+    assert f"cannot read checkpoint {newest}: Permission denied" in str(error.value)
+    assert "nothing in" in str(error.value) and "trying an older" not in str(error.value)
+    monkeypatch.undo()
+    assert run_files() == files and len(files) > 5
+
+
+def test_checkpoints_without_the_counters_a_resume_needs_are_named(reference, tmp_path, capsys):
+    """Checkpoints from an older planet (no `nonfinite_in_a_row`): one line, no traceback."""
+    run_dir = copy_run(reference, tmp_path)
+    for path in list_checkpoints(run_dir / "checkpoints"):
+        payload = load_checkpoint(path)
+        del payload["nonfinite_in_a_row"]
+        save_checkpoint(path, payload)
+    assert cli.main(["train", "--resume", str(run_dir), "--episodes", str(EPISODES + 1)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "no usable checkpoint" in error[0], error
+    assert "episode_000003.pt lacks nonfinite_in_a_row (written by an older planet)" in error[0]
+
+
 def test_corrupted_episode_file_falls_back(reference, tmp_path):
     run_dir = copy_run(reference, tmp_path)
     damaged = run_dir / "episodes" / f"000002_{STEPS}.npz"
@@ -244,6 +286,22 @@ def test_corrupted_early_episode_without_fallback_is_refused(reference, tmp_path
     assert "no usable checkpoint" in message and "Start a new --run-dir" in message
 
 
+def test_a_stop_between_checkpoints_saves_the_episode_and_resumes_exactly(reference, tmp_path):
+    """With checkpoint_interval 3, a stop asked for after episode 1 (as the learning bench's
+    clock does) still writes a checkpoint after those 2 episodes, and the resumed run logs what the
+    uninterrupted one logged."""
+    run_dir = tmp_path / "run"
+    config = make_config("--set", "train.checkpoint_interval=3")
+    summary = train(config, run_dir, progress=False, log=quiet,
+                    on_episode=lambda record, components: record["episode"] == 1)
+    assert summary["episodes"] == 2
+    assert [path.name for path in list_checkpoints(run_dir / "checkpoints")] == [
+        "episode_000002.pt"]
+    resumed = train(config, run_dir, progress=False, log=quiet)
+    assert resumed["resumed_from"] == 2 and resumed["episodes"] == EPISODES
+    assert stable(read_metrics(run_dir)) == stable(read_metrics(reference))
+
+
 def test_resume_refuses_config_that_changes_model_or_data(reference, tmp_path):
     run_dir = copy_run(reference, tmp_path)
     before = (run_dir / "config.json").read_text()
@@ -259,6 +317,23 @@ def test_resume_refuses_config_that_changes_model_or_data(reference, tmp_path):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "episode_000002.pt", "episode_000003.pt"
     ]
+
+
+def test_resume_checks_the_checkpoints_own_config_not_only_config_json(reference, tmp_path,
+                                                                        capsys):
+    """`train --resume` takes its config from config.json, so a hand edit there (a batch size)
+    must be caught against the config the checkpoint was saved under."""
+    run_dir = copy_run(reference, tmp_path)
+    saved = json.loads((run_dir / "config.json").read_text())
+    saved["train"]["batch_size"] = 8
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    episodes = sorted(path.name for path in (run_dir / "episodes").iterdir())
+    assert cli.main(["train", "--resume", str(run_dir), "--episodes", str(EPISODES + 1)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "cannot resume: the config differs from the one in" in error[0]
+    assert "episode_000003.pt" in error[0] and "train.batch_size: 4 -> 8" in error[0]
+    assert sorted(path.name for path in (run_dir / "episodes").iterdir()) == episodes
+    assert len(episodes) == EPISODES  # nothing collected, nothing dropped
 
 
 def test_resume_allows_and_records_safe_changes(reference, tmp_path):
