@@ -21,7 +21,7 @@ class Logger:
     On resume, lines for episodes at or past `start_episode` are dropped first, so the file
     never holds an episode twice. A line of an earlier episode that cannot be read (or is
     missing) is reported through `warn` with its episode number, and rebuilt with
-    `rebuild(episode)` when given (see planet.train.metrics_rebuilder), else dropped."""
+    `rebuild(episode)` when given (see planet.resume.metrics_rebuilder), else dropped."""
 
     def __init__(self, run_dir: Path, start_episode: int = 0, tensorboard: bool = True,
                  purge_step: int | None = None,

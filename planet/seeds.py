@@ -18,8 +18,8 @@ class Stream(IntEnum):
     TRAINING_EVAL = 1  # the envs of the noise-free evaluation after episode N (index N*1000+i)
     EVALUATE = 2  # the envs of `planet evaluate` and `planet bench-learning`
     WATCH = 3  # the envs of `planet watch`
-    TRAINING_EVAL_RNG = 10  # torch and numpy while evaluating during training (planner samples)
-    IMAGES_RNG = 11  # torch and numpy while drawing the reconstruction strip
+    TRAINING_EVAL_RNG = 10  # the torch RNG while evaluating during training (planner samples)
+    IMAGES_RNG = 11  # the torch RNG while drawing the reconstruction strip
     EVALUATE_RNG = 102  # torch and numpy of `planet evaluate` (its planner samples)
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from planet.data.replay import EpisodeReplay, ReplayError, load_episode
+from planet.data.replay import EpisodeReplay, ReplayError, list_episode_files, load_episode
 
 
 def make_episode(index: int, steps: int, obs_shape=(3, 8, 8)):
@@ -86,3 +86,11 @@ def test_bad_episodes_are_refused(tmp_path):
     path.write_bytes(b"not an npz")
     with pytest.raises(ReplayError, match="000000_4.npz is unreadable"):
         load_episode(path)
+
+
+def test_episode_files_are_listed_by_number_past_six_digits(tmp_path):
+    names = ["1000000_5.npz", "999999_5.npz", "000002_5.npz", "notes.npz", "000001_x.npz"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    assert [path.name for path in list_episode_files(tmp_path)] == [
+        "000002_5.npz", "999999_5.npz", "1000000_5.npz"]

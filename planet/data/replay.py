@@ -191,20 +191,21 @@ class EpisodeReplay:
         A chunk is rows [start, start + chunk_length) of one episode; it never crosses episodes.
         Episodes shorter than the chunk are never drawn; if none is long enough, raises.
         """
-        rows = np.asarray(self.lengths) + 1
-        starts_per_episode = np.maximum(rows - chunk_length + 1, 0)
+        rows = np.asarray(self.lengths) + 1  # (E,): an episode of N agent steps has N + 1 rows
+        starts_per_episode = np.maximum(rows - chunk_length + 1, 0)  # (E,)
         total = int(starts_per_episode.sum())
         if total == 0:
             longest = int(rows.max()) if len(rows) else 0
             raise ReplayError(
-                f"no episode is long enough for chunks of {chunk_length} steps "
-                f"({len(self)} episodes, longest {longest} rows); lower train.chunk_length"
+                f"no episode is long enough for chunks of {chunk_length} rows "
+                f"({chunk_length - 1} agent steps; {len(self)} episodes, the longest has "
+                f"{longest} rows); lower train.chunk_length"
             )
         # Uniform over every (episode, start) pair: draw a flat position, then locate it.
-        flat = rng.integers(0, total, size=batch_size)
-        bounds = np.cumsum(starts_per_episode)
-        episode_ids = np.searchsorted(bounds, flat, side="right")
-        starts = flat - (bounds[episode_ids] - starts_per_episode[episode_ids])
+        flat = rng.integers(0, total, size=batch_size)  # (B,)
+        bounds = np.cumsum(starts_per_episode)  # (E,)
+        episode_ids = np.searchsorted(bounds, flat, side="right")  # (B,)
+        starts = flat - (bounds[episode_ids] - starts_per_episode[episode_ids])  # (B,) first rows
         obs, action, reward = [], [], []
         batch_episodes: dict[int, dict[str, np.ndarray]] = {}  # read each evicted file once
         for episode_id, start in zip(episode_ids, starts, strict=True):
@@ -273,7 +274,8 @@ def _checksum(episode: dict[str, np.ndarray]) -> int:
 
 def list_episode_files(directory: str | Path) -> list[Path]:
     """The episode files planet named in `directory`, in index order; other files are ignored."""
-    return sorted(path for path in Path(directory).glob("*.npz") if is_episode_file(path))
+    return sorted((path for path in Path(directory).glob("*.npz") if is_episode_file(path)),
+                  key=episode_index)  # by number: past 999999 the name is one digit longer
 
 
 def is_episode_file(path: str | Path) -> bool:
