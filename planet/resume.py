@@ -234,6 +234,7 @@ def collect_kill_hook(kill_at, episode: int):
 RESUME_KEYS = ("model", "optimizer", "rng", "episode", "env_steps", "updates", "wall_time",
                "nonfinite_updates", "nonfinite_in_a_row")
 
+
 @dataclass
 class TrainingState:
     """The counters a checkpoint saves beside the model, the optimiser and every RNG."""

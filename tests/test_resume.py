@@ -13,6 +13,7 @@ import copy
 import errno
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -91,6 +92,7 @@ def resume_via_cli(run_dir: Path, argv: list[str], monkeypatch) -> dict:
         captured["optimizer"] = copy.deepcopy(learner.optimizer.state_dict())
         captured["torch"] = torch.get_rng_state()
         captured["numpy"] = np.random.get_state(legacy=False)
+        captured["python"] = random.getstate()
         captured["chunks"] = copy.deepcopy(chunks)
 
     original = planet.train.train
@@ -113,8 +115,12 @@ def assert_same_state(captured: dict, payload: dict, run_dir: Path, config) -> N
         for name, value in state.items():
             assert torch.equal(optimizer["state"][index][name], value), (index, name)
     assert torch.equal(captured["torch"], payload["rng"]["torch"])
-    assert np.array_equal(captured["numpy"]["state"]["key"],
-                          payload["rng"]["numpy"]["key"].numpy())
+    saved_numpy, numpy_state = payload["rng"]["numpy"], captured["numpy"]
+    assert np.array_equal(numpy_state["state"]["key"], saved_numpy["key"].numpy())
+    assert numpy_state["state"]["pos"] == saved_numpy["pos"]
+    assert (numpy_state["has_gauss"], numpy_state["gauss"]) == (saved_numpy["has_gauss"],
+                                                                saved_numpy["gauss"])
+    assert captured["python"] == tuple(payload["rng"]["python"])
     # The replay and its sampler: the first chunks drawn after resume are the ones that the
     # saved replay_rng draws from the first N episode files.
     replay = EpisodeReplay.load(run_dir / "episodes", limit=payload["episode"])
@@ -189,6 +195,22 @@ def copy_run(reference: Path, tmp_path: Path) -> Path:
     run_dir = tmp_path / "run"
     shutil.copytree(reference, run_dir)
     return run_dir
+
+
+def test_kill_after_an_episode_is_logged_and_before_its_checkpoint(reference, tmp_path,
+                                                                   monkeypatch):
+    """A real SIGKILL at that point: episode 2's file and metrics line exist, its checkpoint
+    does not; the rerun drops both, collects episode 2 again and logs the reference's numbers."""
+    run_dir = tmp_path / "run"
+    run_killed(run_dir, "checkpoint:2:0")
+    assert [m["episode"] for m in read_metrics(run_dir)] == [0, 1, 2]
+    assert len(list((run_dir / "episodes").glob("*.npz"))) == 3
+    payload = load_checkpoint(list_checkpoints(run_dir / "checkpoints")[0])
+    assert payload["episode"] == 2
+    argv = ["train", *ARGS, "--run-dir", str(run_dir), "--no-progress"]
+    captured = resume_via_cli(run_dir, argv, monkeypatch)
+    assert_same_state(captured, payload, run_dir, make_config())
+    assert_complete(run_dir, reference)
 
 
 def test_kill_between_episode_file_and_checkpoint(reference, tmp_path):
