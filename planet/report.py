@@ -402,78 +402,86 @@ def figure(groups: list[Group], path: Path, at_env_steps: list[int]) -> None:
 
 
 def draw_figure(groups: list[Group], at_env_steps: list[int]):
-    """One panel per task, all with the env-step axis from 0 to the report's last step count,
-    ticked at the table's step counts ("25k"), so that panels compare at a glance, read
-    against the table, and show every reference up to that count."""
+    """One panel per task (`draw_panel`), all with the env-step axis from 0 to the report's
+    last step count, ticked at the table's step counts ("25k"), so that panels compare at a
+    glance, read against the table, and show every reference up to that count."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
-
-    until = max(at_env_steps)
 
     tasks = list(dict.fromkeys(group.task for group in groups))
     columns = max(1, min(3, len(tasks)))
     rows = max(1, (len(tasks) + columns - 1) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4.6 * rows), squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    markers = {"PlaNet (CURL)": "s", "PlaNet (DrQ)": "^", "Dreamer (CURL)": "D",
-               "PlaNet (PlaNet)": "*"}
     for ax, task in zip(axes.flat, tasks, strict=False):
-        reach = 0
-        task_groups = [g for g in groups if g.task == task]
-        for index, group in enumerate(task_groups):
-            evaluated = [run for run in group.runs if run.evals]
-            if not evaluated:
-                continue
-            color = colors[index % len(colors)]
-            for run in evaluated:  # each seed, thin, as far as it has gone
-                seed_steps, seed_returns = zip(*run.evals, strict=True)
-                ax.plot(seed_steps, seed_returns, "-", color=color, linewidth=0.8, alpha=0.5)
-                reach = max(reach, max(seed_steps))
-            steps, mean, low, high = curve(evaluated)
-            going = sum(run.unfinished for run in group.runs)
-            label = (group.grid or "this sweep") + f": mean of {len(evaluated)}"
-            if len(evaluated) < len(group.runs):
-                label += f" of {len(group.runs)}"
-            label += " seeds"
-            label += f", {going} not finished" if going else ""
-            ax.plot(steps, mean, "-o", color=color, linewidth=1.8, markersize=2.5, label=label)
-            ax.fill_between(steps, low, high, color=color, alpha=0.15)
-        for reference in REFERENCES:
-            value = reference.returns.get(task)
-            if value is None or reference.env_steps > until or not reach:
-                continue
-            ax.plot([reference.env_steps], [value], markers.get(reference.label, "o"),
-                    color="black", markersize=6, linestyle="none", fillstyle="none",
-                    label=f"{reference.label} {reference.env_steps // 1000}k: {value:.0f}")
-        random = random_policy([run for group in task_groups for run in group.runs])
-        if reach and random["mean"] is not None:
-            ax.axhline(random["mean"], color="gray", linestyle="--", linewidth=1,
-                       label=f"random policy: {random['mean']:.0f}")
-        if not reach:
-            ax.text(0.5, 0.5, "no evaluation yet", transform=ax.transAxes, ha="center",
-                    va="center", color="gray")
-        ax.set_title(task)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("eval return")
-        ax.set_xlim(0, until * 1.04)
-        if len(at_env_steps) <= 8:
-            ax.set_xticks([0, *at_env_steps])
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda steps, _: f"{steps / 1000:g}k"
-                                                   if steps else "0"))
-        ax.grid(alpha=0.3)
-        if reach:
-            # Below the panel: inside, it hid curves wherever they went.
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
-                      frameon=False)
+        draw_panel(ax, task, [group for group in groups if group.task == task], at_env_steps)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     fig.suptitle("noise-free evaluation return: each seed (thin), and the mean and min-max band\n"
                  "over seeds up to the step count all of them have reached (bold)")
     fig.tight_layout()
     return fig
+
+
+REFERENCE_MARKERS = {"PlaNet (CURL)": "s", "PlaNet (DrQ)": "^", "Dreamer (CURL)": "D",
+                     "PlaNet (PlaNet)": "*"}
+
+
+def draw_panel(ax, task: str, task_groups: list[Group], at_env_steps: list[int]) -> None:
+    """One task: per group (grid value), each seed thin and the mean over seeds bold with its
+    min-max band; the published returns as markers; the random policy as a dashed line."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    until = max(at_env_steps)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    reach = 0  # the furthest evaluation drawn
+    for index, group in enumerate(task_groups):
+        evaluated = [run for run in group.runs if run.evals]
+        if not evaluated:
+            continue
+        color = colors[index % len(colors)]
+        for run in evaluated:  # each seed, thin, as far as it has gone
+            seed_steps, seed_returns = zip(*run.evals, strict=True)
+            ax.plot(seed_steps, seed_returns, "-", color=color, linewidth=0.8, alpha=0.5)
+            reach = max(reach, max(seed_steps))
+        steps, mean, low, high = curve(evaluated)
+        unfinished = sum(run.unfinished for run in group.runs)
+        label = (group.grid or "this sweep") + f": mean of {len(evaluated)}"
+        if len(evaluated) < len(group.runs):
+            label += f" of {len(group.runs)}"
+        label += " seeds"
+        label += f", {unfinished} not finished" if unfinished else ""
+        ax.plot(steps, mean, "-o", color=color, linewidth=1.8, markersize=2.5, label=label)
+        ax.fill_between(steps, low, high, color=color, alpha=0.15)
+    for reference in REFERENCES:
+        value = reference.returns.get(task)
+        if value is None or reference.env_steps > until or not reach:
+            continue
+        ax.plot([reference.env_steps], [value], REFERENCE_MARKERS.get(reference.label, "o"),
+                color="black", markersize=6, linestyle="none", fillstyle="none",
+                label=f"{reference.label} {reference.env_steps // 1000}k: {value:.0f}")
+    random = random_policy([run for group in task_groups for run in group.runs])
+    if reach and random["mean"] is not None:
+        ax.axhline(random["mean"], color="gray", linestyle="--", linewidth=1,
+                   label=f"random policy: {random['mean']:.0f}")
+    if not reach:
+        ax.text(0.5, 0.5, "no evaluation yet", transform=ax.transAxes, ha="center",
+                va="center", color="gray")
+    ax.set_title(task)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("eval return")
+    ax.set_xlim(0, until * 1.04)
+    if len(at_env_steps) <= 8:
+        ax.set_xticks([0, *at_env_steps])
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda steps, _: f"{steps / 1000:g}k"
+                                               if steps else "0"))
+    ax.grid(alpha=0.3)
+    if reach:
+        # Below the panel: inside, it hid curves wherever they went.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2,
+                  frameon=False)
 
 
 def parse_steps(text: str) -> list[int]:

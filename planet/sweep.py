@@ -273,22 +273,11 @@ def train_one(run_dir: str, config_data: dict[str, Any], cpus: int, session: str
                             "host": socket.gethostname(), "pid": os.getpid(),
                             "torch_threads": torch.get_num_threads(), "node": _ray_node_id(),
                             "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    log_file = open(folder / LOG_FILE, "a", buffering=1)  # noqa: SIM115 (the process's output)
-    os.dup2(log_file.fileno(), 1)
-    os.dup2(log_file.fileno(), 2)
-    sys.stdout = sys.stderr = log_file
+    redirect_output(folder / LOG_FILE)
     print(f"--- attempt {attempt} on {socket.gethostname()} (pid {os.getpid()}), "
           f"{time.strftime('%Y-%m-%dT%H:%M:%S')}, {cpus} CPU thread(s)", flush=True)
-    fault = _test_fault(folder)
-    on_episode = None
-    if fault == "kill-first-attempt" and attempt == 1:
-        def on_episode(record, components):  # after the first checkpoint: a worker death
-            os.kill(os.getpid(), signal.SIGKILL)
     try:
-        if fault == "always-fail":
-            raise RuntimeError("injected failure (PLANET_TEST_SWEEP_FAULT)")
-        if fault == "user-error":
-            raise TrainError("injected user error (PLANET_TEST_SWEEP_FAULT)")
+        on_episode = injected_fault(folder, attempt)
         summary = train(Config.from_dict(config_data), folder, progress=False,
                         log=lambda message: print(message, flush=True), on_episode=on_episode,
                         lock_wait=LOCK_WAIT_SECONDS)
@@ -309,12 +298,31 @@ def _ray_node_id() -> str | None:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
-def _test_fault(run_dir: Path) -> str | None:
-    """PLANET_TEST_SWEEP_FAULT="<run name>=<fault>;...": faults the sweep tests inject."""
+def redirect_output(log_path: Path) -> None:
+    """Send everything this worker process writes (Python's and C's stdout and stderr) to the
+    end of `log_path`."""
+    log_file = open(log_path, "a", buffering=1)  # noqa: SIM115 (open for the process's life)
+    os.dup2(log_file.fileno(), 1)
+    os.dup2(log_file.fileno(), 2)
+    sys.stdout = sys.stderr = log_file
+
+
+def injected_fault(run_dir: Path, attempt: int):
+    """The fault the sweep tests ask for this run in PLANET_TEST_SWEEP_FAULT ("<run name>=
+    <fault>;..."): raise now ("always-fail", "user-error"), or return an on_episode hook that
+    SIGKILLs the worker after the first checkpoint of attempt 1 ("kill-first-attempt").
+    Without one, None."""
+    fault = None
     for item in os.environ.get("PLANET_TEST_SWEEP_FAULT", "").split(";"):
-        name, _, fault = item.partition("=")
+        name, _, wanted = item.partition("=")
         if name and run_dir.as_posix().endswith("/" + name):
-            return fault
+            fault = wanted
+    if fault == "always-fail":
+        raise RuntimeError("injected failure (PLANET_TEST_SWEEP_FAULT)")
+    if fault == "user-error":
+        raise TrainError("injected user error (PLANET_TEST_SWEEP_FAULT)")
+    if fault == "kill-first-attempt" and attempt == 1:
+        return lambda record, components: os.kill(os.getpid(), signal.SIGKILL)
     return None
 
 
