@@ -38,6 +38,26 @@ def env_from_config(config: Config, seed: int):
 
 
 @dataclass
+class SpacesOnly:
+    """Stands in for an env where only its spaces matter, such as a model built to read stored
+    episodes (`planet predict`): no simulator, no renderer."""
+
+    observation_space: Any
+    action_space: Any
+
+
+def spaces_of_episode(episode: dict[str, np.ndarray]) -> SpacesOnly:
+    """The observation and action spaces a stored episode's rows imply: obs (N+1, *shape) uint8
+    or float32, actions (N+1, A) in [-1, 1]."""
+    from gymnasium.spaces import Box
+
+    obs, action = episode["obs"], episode["action"]
+    return SpacesOnly(Box(-np.inf, np.inf, obs.shape[1:], np.float32) if obs.dtype != np.uint8
+                      else Box(0, 255, obs.shape[1:], np.uint8),
+                      Box(-1.0, 1.0, action.shape[1:], np.float32))
+
+
+@dataclass
 class Components:
     """Everything a run needs, built from one config."""
 
@@ -58,7 +78,7 @@ def build(config: Config, env=None, log=None) -> Components:
         reuse_freed_host_memory()
     dtype = resolve_precision(config.machine.precision, device)
     autocast = autocast_factory(device, dtype)
-    env = env or env_from_config(config, config.seed)
+    env = env if env is not None else env_from_config(config, config.seed)
     action_size = int(np.prod(env.action_space.shape))
     model = WorldModel(config.model, action_size, env.observation_space.shape,
                        config.machine).to(device)

@@ -71,6 +71,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--size must be a positive multiple of 64, got {args.size}")
     if args.sheet_columns < 2:
         raise UsageError(f"--sheet-columns must be at least 2, got {args.sheet_columns}")
+    if args.fps < 0:
+        raise UsageError(f"--fps must be positive (0: the env's own rate), got {args.fps}")
     video = check_video_path(args.video) if args.video else None
     sheet = Path(args.sheet) if args.sheet else None
     if sheet is not None and sheet.suffix.lower() != ".png":
@@ -90,11 +92,11 @@ def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None,
                  sheet: Path | None, json_path: Path, overrides: dict) -> int:
     run = load_run(run_dir, args.checkpoint, args.device, overrides)
     seed_base = run.config.seed if args.seed is None else args.seed
-    seeds = [episode_seed(seed_base, index, Stream.EVALUATE) for index in range(args.episodes)]
-    envs = [env_from_config(run.config, seed) for seed in seeds]
-    if (video or sheet) and len(envs[0].observation_space.shape) != 3:
+    if (video or sheet) and run.model.symbolic:  # before building the envs
         option = "--video" if video else "--sheet"
         raise UsageError(f"{option} needs a pixel run; this run uses --symbolic observations")
+    seeds = [episode_seed(seed_base, index, Stream.EVALUATE) for index in range(args.episodes)]
+    envs = [env_from_config(run.config, seed) for seed in seeds]
     print(f"evaluating {run.checkpoint} ({run.env_steps} env steps trained) on "
           f"{run.config.env.name}: {args.episodes} episodes")
     # The planner's candidates come from torch's RNG: seeded from --seed, the same command gives

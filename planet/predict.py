@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from planet.components import spaces_of_episode
 from planet.data.replay import ReplayError, list_episode_files, load_episode
 from planet.figures import save_figure
 from planet.media import (
@@ -184,6 +185,8 @@ def main(args: argparse.Namespace) -> int:
         raise MediaError("--context and --horizon must be at least 1 and --start at least 0")
     if not 0 <= args.seed < 2**32:
         raise MediaError(f"--seed must be in 0 .. 2**32 - 1, got {args.seed}")
+    if args.fps <= 0:
+        raise MediaError(f"--fps must be positive, got {args.fps}")
     run_dir = Path(args.run_dir)
     out = check_video_path(args.out or run_dir / "videos" / "predict.mp4")
     outputs = [("--out", path) for path in output_paths(out).values()]
@@ -195,20 +198,24 @@ def output_paths(out: Path) -> dict[str, Path]:
     """The video and, next to it with the same stem, the sheet, error curve and JSON summary."""
     stem = out.with_suffix("")
     return {"video": out, "sheet": stem.with_name(stem.name + "_sheet.png"),
-            "curve": stem.with_name(stem.name + "_error.png"), "summary": stem.with_suffix(".json")}
+            "curve": stem.with_name(stem.name + "_error.png"),
+            "summary": stem.with_name(stem.name + ".json")}
 
 
 def predict_run(args: argparse.Namespace, run_dir: Path, out: Path) -> int:
-    run = load_run(run_dir, args.checkpoint, args.device, env=None)
-    if run.model.symbolic:
-        raise MediaError("predict draws images; this run uses --symbolic state observations")
     path = _episode_file(run_dir, args.episode)
     episode = load_episode(path)
+    # The model's input and action sizes come from the episode's rows: no env is built.
+    run = load_run(run_dir, args.checkpoint, args.device, env=spaces_of_episode(episode))
+    if run.model.symbolic:
+        raise MediaError("predict draws images; this run uses --symbolic state observations")
     rows = len(episode["obs"])
     if args.start + args.context + args.horizon > rows:
+        room = rows - args.start - args.context
+        advice = f"--horizon {room} at most" if room >= 1 else "lower --start or --context"
         raise ReplayError(
             f"{path.name} has {rows} rows; --start {args.start} + --context {args.context} + "
-            f"--horizon {args.horizon} does not fit (lower --horizon)"
+            f"--horizon {args.horizon} does not fit ({advice})"
         )
     result = open_loop(run.model, episode["obs"], episode["action"], args.context, args.horizon,
                        run.config.train.bit_depth, args.start, args.seed)

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class LoadedRun:
     checkpoint: Path
     episodes: int  # episodes collected when the checkpoint was written
     env_steps: int  # env steps (action repeat included) trained on
+    config_hash: str = ""  # of config.json as the run wrote it, before `overrides`
+    overrides: dict[str, Any] = field(default_factory=dict)  # load_run's, e.g. the device
 
     @property
     def model(self):
@@ -78,7 +80,8 @@ class LoadedRun:
             "episodes_trained": self.episodes,
             "env_steps_trained": self.env_steps,
             "env": self.config.env.name,
-            "config_hash": self.config.hash(),
+            "config_hash": self.config_hash,
+            "overrides": self.overrides,
         }
 
 
@@ -98,13 +101,17 @@ def load_run(
     """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    if device is not None:
-        overrides = {**(overrides or {}), "device": device}
+    config_hash = config.hash()  # identifies the run's config, whatever is overridden here
+    overrides = {**(overrides or {}), **({"device": device} if device is not None else {})}
     if overrides:
         apply_overrides(config, overrides)
     if checkpoint is None:
         loaded = load_latest(run_dir / "checkpoints", warn=warn)
         if loaded is None:
+            damaged = len(list_checkpoints(run_dir / "checkpoints"))
+            if damaged:
+                raise CheckpointError(f"no readable checkpoint in {run_dir / 'checkpoints'} "
+                                      f"({damaged} damaged, see the warnings above)")
             raise CheckpointError(
                 f"no checkpoint in {run_dir / 'checkpoints'}; train first "
                 f"(planet train --resume {run_dir})"
@@ -120,7 +127,8 @@ def load_run(
     components = build(config, env, log=warn)
     load_model_weights(components.model, payload, path, run_dir / "config.json")
     components.model.eval()
-    return LoadedRun(run_dir, config, components, path, *trained(payload, path))
+    return LoadedRun(run_dir, config, components, path, *trained(payload, path), config_hash,
+                     overrides)
 
 
 def trained(payload: dict, path: Path) -> tuple[int, int]:

@@ -120,6 +120,8 @@ def compose(real: np.ndarray, recon: np.ndarray, scale: int, lines: list[str]) -
 def main(args: argparse.Namespace) -> int:
     if args.scale < 1 or args.episodes < 0 or args.max_steps < 0:
         raise UsageError("--scale must be at least 1, --episodes and --max-steps at least 0")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise UsageError(f"--seed must be in 0 .. 2**32 - 1, got {args.seed}")
     if args.follow and args.checkpoint:
         raise UsageError("--follow loads the run's newest checkpoint before each episode; "
                          "give --checkpoint PATH or --follow, not both")

@@ -48,7 +48,11 @@ def test_evaluate_writes_returns_and_video(smoke_run, tmp_path, capsys):
     assert summary["return_std"] == pytest.approx(np.std(summary["returns"]))
     assert summary["checkpoint"].endswith("episode_000003.pt")
     assert summary["episodes_trained"] == 3 and summary["env_steps_trained"] == 3000
-    assert len(summary["config_hash"]) == 12
+    # The hash names the run's config.json, not the overrides of this command.
+    from planet.run_files import load_run_config
+
+    assert summary["config_hash"] == load_run_config(smoke_run).hash()
+    assert summary["overrides"] == {"env.max_episode_steps": 80}
     assert f"return: mean {summary['return_mean']:.2f}, std {summary['return_std']:.2f}" in out
     # Decode the video back (iterate: list() would ask the reader its length, infinite):
     # 2 episodes x 11 frames, upscaled to 256 x 256, real content.
@@ -116,7 +120,14 @@ def test_evaluate_errors_are_one_line(smoke_run, tmp_path, capsys):
     (empty / "checkpoints").mkdir(parents=True)
     shutil.copy(smoke_run / "config.json", empty / "config.json")
     code, _, err = run_cli(capsys, "evaluate", empty)
-    assert_one_line_error(code, err, "no checkpoint")
+    assert_one_line_error(code, err, "no checkpoint", "train first")
+    # Every checkpoint damaged: not "train first" (the warnings above name each file).
+    damaged = tmp_path / "damaged"
+    shutil.copytree(smoke_run, damaged)
+    for path in (damaged / "checkpoints").glob("*.pt"):
+        path.write_bytes(path.read_bytes()[:100])
+    code, _, err = run_cli(capsys, "evaluate", damaged)
+    assert_one_line_error(code, err, "no readable checkpoint", "(2 damaged")
     # A checkpoint from a config with another model size.
     changed = tmp_path / "changed"
     shutil.copytree(smoke_run, changed)
@@ -136,6 +147,8 @@ def test_evaluate_errors_are_one_line(smoke_run, tmp_path, capsys):
     assert_one_line_error(code, err, ".mp4")
     code, _, err = run_cli(capsys, "evaluate", smoke_run, "--episodes", 0)
     assert_one_line_error(code, err, "--episodes")
+    code, _, err = run_cli(capsys, "evaluate", smoke_run, "--fps", -1)
+    assert_one_line_error(code, err, "--fps must be positive")
     code, _, err = run_cli(capsys, "evaluate", smoke_run, "--size", 100)
     assert_one_line_error(code, err, "--size must be a positive multiple of 64, got 100")
     # A folder that is not a run: no config.json.

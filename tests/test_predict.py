@@ -13,7 +13,13 @@ from planet.media import open_loop
 from planet.runs import load_run
 
 
-def test_predict_writes_video_sheet_curve_and_json(smoke_run, tmp_path, capsys):
+def test_predict_writes_video_sheet_curve_and_json(smoke_run, tmp_path, capsys, monkeypatch):
+    import planet.components
+
+    def no_env(*args, **kwargs):
+        raise AssertionError("predict built an env: it needs only the stored episode")
+
+    monkeypatch.setattr(planet.components, "env_from_config", no_env)
     out = tmp_path / "pred" / "predict.mp4"
     code, out_text, err = run_cli(capsys, "predict", smoke_run, "--context", 5, "--horizon", 20,
                                   "--out", out)
@@ -93,7 +99,12 @@ def test_predict_errors_are_one_line(smoke_run, tmp_path, capsys):
     assert_one_line_error(code, err, "does not exist")
     code, _, err = run_cli(capsys, "predict", smoke_run, "--horizon", 500, "--out",
                            tmp_path / "p.mp4")
-    assert_one_line_error(code, err, "does not fit")
+    assert_one_line_error(code, err, "does not fit (--horizon 121 at most)")  # 126 rows - 5
+    code, _, err = run_cli(capsys, "predict", smoke_run, "--start", 125, "--out",
+                           tmp_path / "p.mp4")
+    assert_one_line_error(code, err, "does not fit (lower --start or --context)")
+    code, _, err = run_cli(capsys, "predict", smoke_run, "--fps", 0, "--out", tmp_path / "p.gif")
+    assert_one_line_error(code, err, "--fps must be positive")
     code, _, err = run_cli(capsys, "predict", smoke_run, "--episode", 7, "--out",
                            tmp_path / "p.mp4")
     assert_one_line_error(code, err, "out of range")
@@ -107,3 +118,13 @@ def test_predict_errors_are_one_line(smoke_run, tmp_path, capsys):
     shutil.copytree(smoke_run, bare, ignore=shutil.ignore_patterns("*.npz"))
     code, _, err = run_cli(capsys, "predict", bare, "--out", tmp_path / "q.mp4")
     assert_one_line_error(code, err, "no replay episodes in", "train the run first")
+
+
+def test_predict_names_every_output_after_the_whole_video_stem():
+    from pathlib import Path
+
+    from planet.predict import output_paths
+
+    assert {key: path.name for key, path in output_paths(Path("out/pred.v2.mp4")).items()} == {
+        "video": "pred.v2.mp4", "sheet": "pred.v2_sheet.png", "curve": "pred.v2_error.png",
+        "summary": "pred.v2.json"}

@@ -94,6 +94,8 @@ def test_watch_of_a_missing_run_dir_fails_in_one_line(tmp_path, capsys, monkeypa
     assert_one_line_error(code, err, "does not exist")
     code, _, err = run_cli(capsys, "watch", tmp_path / "missing", "--scale", 0)
     assert_one_line_error(code, err, "--scale must be at least 1")
+    code, _, err = run_cli(capsys, "watch", tmp_path / "missing", "--seed", -1)
+    assert_one_line_error(code, err, "--seed must be in 0 .. 2**32 - 1, got -1")
 
 
 def copy_of_run(smoke_run, tmp_path):
