@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -141,9 +142,9 @@ def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None,
     }
     if video is not None:
         fps = args.fps or 50.0 / envs[0].action_repeat  # dm_control runs at 50 Hz (0.02 s steps)
-        frames = agent_video_frames(episodes, args.size // 64)
-        write_video(video, frames, fps)
-        print(f"wrote {video} ({len(frames)} frames, {args.size}x{args.size})")
+        write_video(video, agent_video_frames(episodes, args.size // 64), fps)
+        frames = sum(len(episode["obs"]) for episode in episodes)
+        print(f"wrote {video} ({frames} frames, {args.size}x{args.size})")
     if sheet is not None:
         image = agent_sheet(episodes, args.size // 64, args.sheet_columns)
         write_image(sheet, image)
@@ -155,11 +156,12 @@ def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None,
     return 0
 
 
-def agent_video_frames(episodes: list[dict], scale: int) -> np.ndarray:
-    """The episodes one after another, (sum of N_i + 1, 64 * scale, 64 * scale, 3) uint8, each
-    frame labelled with the episode number, the step and the return so far."""
-    return np.concatenate([labelled_frames(episodes, index, scale)
-                           for index in range(len(episodes))])
+def agent_video_frames(episodes: list[dict], scale: int) -> Iterator[np.ndarray]:
+    """The episodes' frames one after another (sum of N_i + 1 of them), each (64 * scale,
+    64 * scale, 3) uint8 and labelled with the episode number, the step and the return so far;
+    made one episode at a time, so that a long video never sits in memory whole."""
+    for index in range(len(episodes)):
+        yield from labelled_frames(episodes, index, scale)
 
 
 def agent_sheet(episodes: list[dict], scale: int, columns: int, gap: int = 2) -> np.ndarray:

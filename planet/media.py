@@ -8,6 +8,7 @@ works on uint8 (..., H, W, 3) (channels last), the layout videos and images use.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +103,10 @@ def check_video_path(path: str | Path) -> Path:
     return path
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float = 20.0) -> Path:
-    """Write uint8 frames (N, H, W, 3) as mp4/webm/mkv/avi (ffmpeg) or gif (by extension).
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: float = 20.0) -> Path:
+    """Write uint8 frames, (N, H, W, 3) or any iterable of (H, W, 3), as mp4/webm/mkv/avi
+    (ffmpeg) or gif (by extension). ffmpeg formats take the frames one at a time, so a long
+    video never sits in memory whole; a gif is built in memory.
 
     Keep H and W multiples of 16 for mp4: ffmpeg's encoder otherwise pads or rescales them.
     """
@@ -111,11 +114,12 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 20.0) -> Path
 
     path = check_video_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames = np.asarray(frames, dtype=np.uint8)
     if path.suffix.lower() == ".gif":
-        path.write_bytes(gif_bytes(frames, fps))
+        path.write_bytes(gif_bytes(np.asarray(list(frames), dtype=np.uint8), fps))
         return path
-    imageio.mimwrite(path, list(frames), fps=fps, macro_block_size=1, quality=8)
+    with imageio.get_writer(path, fps=fps, macro_block_size=1, quality=8) as writer:
+        for frame in frames:
+            writer.append_data(np.asarray(frame, dtype=np.uint8))
     return path
 
 
