@@ -135,11 +135,14 @@ class CompiledOrEager:
         try:
             result = self.compiled(*args)
         except Exception as error:  # noqa: BLE001 - any compiler failure: run eagerly
+            if not first_time:  # compiled and ran for these shapes before: not the compiler
+                raise
             self.compiled = None
             compiler = os.environ.get("CXX", "g++")
+            first_line = (str(error).strip().splitlines() or [""])[0][:300]
             warnings.warn(
                 f"torch.compile of the {self.name} failed, so it runs eagerly (slower): "
-                f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}. "
+                f"{type(error).__name__}: {first_line}. "
                 f"On CPU it needs a C++ compiler ({compiler}) and Python headers, e.g. "
                 "`sudo apt-get install -y g++ python3-dev`; turn it off with "
                 f"--set {self.switch}=false.",

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -61,7 +62,7 @@ def test_gym_env_renders_resized_frames_and_rescales_actions():
     obs, _ = env.reset(seed=0)
     assert obs.shape == (3, 64, 64) and obs.dtype == np.uint8 and obs.std() > 1
     assert np.allclose(env.action_space.low, -1) and np.allclose(env.action_space.high, 1)
-    assert env.agent_steps_per_episode == 1000
+    assert env.agent_steps_per_episode == 200  # Pendulum's own time limit is shorter than 1000
     env.step(np.ones(1, np.float32))  # the top of [-1, 1] is Pendulum's full torque, 2
     assert env.unwrapped.last_u == pytest.approx(2.0)
     env.step(np.full(1, -0.5, np.float32))
@@ -129,3 +130,85 @@ def test_cheetah_keeps_its_total_mass_without_a_warning_per_env():
     assert "settotalmass" not in out.stderr, out.stderr[-1000:]
     assert "another MuJoCo warning" in out.stderr
     assert abs(float(out.stdout.split()[-1]) - 14.0) < 1e-6, out.stdout
+
+
+@pytest.mark.parametrize("name, repeat, limit, expected", [
+    ("gym:Pendulum-v1", 1, 1000, 200),  # its registered limit
+    ("gym:Pendulum-v1", 2, 100, 50),  # ours, shorter
+    ("gym:Pendulum-v1", 3, 1000, 66),  # 200 env steps at action repeat 3
+    ("toy:dot", 4, 1000, 7),  # 30 env steps at action repeat 4: 7 whole agent steps
+])
+def test_episodes_last_as_many_agent_steps_as_the_env_says(name, repeat, limit, expected):
+    env = make_env(name, seed=0, action_repeat=repeat, max_episode_steps=limit, symbolic=True)
+    env.reset(seed=0)
+    steps, done = 0, False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        steps, done = steps + 1, terminated or truncated
+    assert env.agent_steps_per_episode == expected and steps == expected
+
+
+@pytest.mark.parametrize("value, symbolic, expected", [
+    ("EGL", False, "egl"), ("OSMesa", False, "osmesa"), ("true", False, "glfw"),
+    ("Off", True, "off"),
+])
+def test_a_users_mujoco_gl_is_kept_in_the_spelling_dm_control_reads(monkeypatch, value,
+                                                                    symbolic, expected):
+    from planet.envs.gl import choose_gl_backend
+
+    monkeypatch.setenv("MUJOCO_GL", value)
+    monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
+    assert choose_gl_backend(symbolic) == expected
+    assert os.environ["MUJOCO_GL"] == expected
+    assert os.environ.get("PYOPENGL_PLATFORM") == (expected if expected in ("egl", "osmesa")
+                                                   else None)
+    if not symbolic:
+        return
+    with pytest.raises(EnvError, match="is not a rendering backend"):
+        choose_gl_backend(symbolic=False)  # no rendering is fine for state observations only
+
+
+def test_without_mujoco_gl_egl_comes_before_osmesa_and_a_display(monkeypatch):
+    import planet.envs.gl as gl
+
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(gl, "_has_library", lambda name: True)
+    assert gl.choose_gl_backend() == "egl" and os.environ["PYOPENGL_PLATFORM"] == "egl"
+    monkeypatch.delenv("MUJOCO_GL")
+    monkeypatch.delenv("PYOPENGL_PLATFORM")
+    monkeypatch.setattr(gl, "_has_library", lambda name: name == "OSMesa")
+    assert gl.choose_gl_backend() == "osmesa" and os.environ["PYOPENGL_PLATFORM"] == "osmesa"
+    monkeypatch.delenv("MUJOCO_GL")
+    monkeypatch.setattr(gl, "_has_library", lambda name: False)
+    assert gl.choose_gl_backend() == "glfw"
+
+
+def test_a_gl_backend_that_fails_at_import_is_one_clear_error(monkeypatch):
+    """EGL libraries without a vendor: dm_control's import fails; we say what to install."""
+    import planet.envs.dmc as dmc
+
+    def failing_import():
+        raise ImportError("Cannot initialize a headless EGL display.")
+
+    monkeypatch.setattr(dmc, "import_dm_control", failing_import)
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    with pytest.raises(EnvError) as error:
+        make_env("cartpole-swingup")
+    message = str(error.value)
+    assert "MUJOCO_GL=egl (Cannot initialize a headless EGL display.)" in message
+    assert "libegl-mesa0" in message and "MUJOCO_GL=osmesa (needs libosmesa6)" in message
+
+
+def test_a_gymnasium_mujoco_env_renders_headless_without_mujoco_gl():
+    """Gymnasium's MuJoCo envs read MUJOCO_GL at import: make_env picks a backend first, as it
+    does for dm_control (a fresh process, since this one has imported MuJoCo already)."""
+    script = ("from planet.envs import make_env; env = make_env('gym:InvertedPendulum-v5'); "
+              "obs, _ = env.reset(seed=0); print(obs.shape, float(obs.std()) > 1)")
+    environ = {key: value for key, value in os.environ.items()
+               if key not in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env=environ, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "(3, 64, 64) True"

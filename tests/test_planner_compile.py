@@ -9,6 +9,7 @@ import subprocess
 import sys
 import warnings
 
+import pytest
 import torch
 
 from planet.config import PlannerConfig
@@ -120,3 +121,35 @@ def test_without_a_compiler_the_planner_runs_eagerly_and_says_why(tmp_path, cpu_
     warning = next(line for line in lines if line.startswith("warning"))
     assert "planner rollout failed, so it runs eagerly" in warning
     assert "/nonexistent/c++" in warning and "machine.compile_planner=false" in warning
+
+
+def test_compiled_or_eager_falls_back_only_when_a_new_shape_fails_to_compile():
+    """A first call that fails (the compiler, even with an empty message) runs eagerly from
+    then on; a failure on shapes that compiled and ran before is a real error, raised."""
+    from planet.utils import CompiledOrEager
+
+    def double(x):
+        return 2 * x
+
+    def broken_compiler(x):
+        raise AssertionError()
+
+    wrapped = CompiledOrEager(double, "doubler", "machine.compile_planner")
+    wrapped.compiled = broken_compiler
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert torch.equal(wrapped(torch.ones(2)), torch.full((2,), 2.0))
+    assert wrapped.compiled is None
+    assert "torch.compile of the doubler failed" in str(caught[0].message)
+    assert "AssertionError: ." in str(caught[0].message)
+
+    def out_of_memory(x):
+        raise RuntimeError("out of memory")
+
+    wrapped = CompiledOrEager(double, "doubler", "machine.compile_planner")
+    wrapped.compiled = double  # stands in for a compiled function that has run for (2,)
+    wrapped(torch.ones(2))
+    wrapped.compiled = out_of_memory
+    with pytest.raises(RuntimeError, match="out of memory"):  # not swallowed
+        wrapped(torch.ones(2))
+    assert wrapped.compiled is out_of_memory  # compiling stays on

@@ -68,23 +68,23 @@ def make_env(
 ) -> gym.Env:
     """Build an env by name (see module docstring). `action_repeat` 0 takes the task default;
     `max_episode_steps` counts env steps, action repeats included (1000: 125 agent steps at
-    action repeat 8)."""
+    action repeat 8). An env with a shorter length of its own keeps it: the toy env's 30 steps,
+    a Gymnasium env's registered time limit (Pendulum-v1: 200)."""
     family, task = parse_env_name(name)
     repeat = action_repeat or default_action_repeat(name)
     if family == "dmc":
         from planet.envs.dmc import make_dmc_env
 
-        try:
-            env = make_dmc_env(task, seed, image_size, symbolic)
-        except KeyError:
-            raise EnvError(f"unknown dm_control task {task!r}; {VALID_FORMS}") from None
+        env = make_dmc_env(task, seed, image_size, symbolic)
     elif family == "toy":
         if task != "dot":
             raise EnvError(f"unknown toy env {task!r}; {VALID_FORMS}")
         env = DotEnv(size=image_size)
-        max_episode_steps = min(max_episode_steps, env.episode_steps * repeat)
+        max_episode_steps = min(max_episode_steps, env.episode_steps)  # both in env steps
     else:
         env = _make_gym_env(task, symbolic)
+        if env.spec is not None and env.spec.max_episode_steps:  # gym.make's own TimeLimit
+            max_episode_steps = min(max_episode_steps, env.spec.max_episode_steps)
     _check_action_space(name, env.action_space)
     if not np.allclose(env.action_space.low, -1) or not np.allclose(env.action_space.high, 1):
         # float32 bounds: float64 ones make gymnasium warn that it lowers their precision.
@@ -113,11 +113,22 @@ def make_env(
 
 
 def _make_gym_env(env_id: str, symbolic: bool) -> gym.Env:
+    if not os.environ.get("MUJOCO_GL"):
+        # Gymnasium's MuJoCo envs (gym:HalfCheetah-v5) render through MuJoCo, which reads
+        # MUJOCO_GL once, at import: without it they try GLFW and fail on a headless machine.
+        from planet.envs.gl import choose_gl_backend
+
+        choose_gl_backend(symbolic)
     try:
         env = gym.make(env_id, render_mode=None if symbolic else "rgb_array")
+    except gym.error.DependencyNotInstalled as error:
+        raise EnvError(f"Gymnasium env {env_id!r} needs a package that is not installed: "
+                       f"{error}") from None
     except gym.error.Error as error:
         raise EnvError(f"cannot make Gymnasium env {env_id!r}: {error}; {VALID_FORMS}") from None
     except TypeError as error:
+        if "render_mode" not in str(error):
+            raise
         raise EnvError(f"Gymnasium env {env_id!r} does not accept render_mode: {error}") from None
     if not symbolic and "rgb_array" not in env.metadata.get("render_modes", []):
         raise EnvError(

@@ -15,28 +15,49 @@ from planet.tasks import ACTION_REPEATS  # noqa: F401 - the paper's table, re-ex
 
 
 def split_task(name: str) -> tuple[str, str]:
-    """'ball_in_cup-catch' -> ('ball_in_cup', 'catch'); the domain may hold underscores only.
-    Any other form is a KeyError, as an unknown task is."""
+    """'ball_in_cup-catch' -> ('ball_in_cup', 'catch'): one '-' between domain and task (a
+    domain's words are joined by '_'). Any other form is an EnvError, as an unknown task is."""
     if name.count("-") != 1:
-        raise KeyError(name)
+        raise unknown_task(name)
     domain, task = name.split("-")
     return domain, task
 
 
+def unknown_task(name: str) -> Exception:
+    from planet.envs import VALID_FORMS
+    from planet.envs.wrappers import EnvError
+
+    return EnvError(f"unknown dm_control task {name!r}; {VALID_FORMS}")
+
+
 def make_dmc_env(name: str, seed: int, image_size: int, symbolic: bool) -> gym.Env:
-    """dm_control's `domain-task` behind the Gymnasium API; KeyError for an unknown task."""
-    from planet.envs.gl import choose_gl_backend, missing_gl_message
+    """dm_control's `domain-task` behind the Gymnasium API; EnvError for an unknown task."""
+    from planet.envs.gl import (
+        EGL_PACKAGES,
+        OSMESA_PACKAGES,
+        choose_gl_backend,
+        missing_gl_message,
+    )
 
     domain, task = split_task(name)  # a malformed name fails before any GL or MuJoCo work
     # Chosen even for symbolic runs: dm_control imports a GL backend either way, and GLFW warns
     # without a display.
-    if choose_gl_backend(symbolic) is None and not symbolic:
-        from planet.envs.wrappers import EnvError
+    from planet.envs.wrappers import EnvError
 
+    backend = choose_gl_backend(symbolic)
+    if backend is None and not symbolic:
         raise EnvError(missing_gl_message())
-    suite, DmControlCompatibilityV0 = import_dm_control()
+    try:
+        suite, DmControlCompatibilityV0 = import_dm_control()
+    except (ImportError, RuntimeError) as error:
+        # EGL is picked when its libraries exist; without a vendor library (libegl-mesa0 on
+        # a CPU machine) it cannot open a display, and dm_control fails at import.
+        raise EnvError(
+            f"dm_control could not start with MUJOCO_GL={backend} ({error}). Install "
+            f"{EGL_PACKAGES} for EGL, or set MUJOCO_GL=osmesa (needs {OSMESA_PACKAGES})"
+        ) from None
     if (domain, task) not in suite.ALL_TASKS:
-        raise KeyError(name)
+        raise unknown_task(name)
     dm_env = suite.load(domain, task, task_kwargs={"random": seed})
     return DmControlCompatibilityV0(
         dm_env,

@@ -12,8 +12,10 @@ import os
 
 EGL_PACKAGES = "libegl1 libopengl0 libegl-mesa0 libgl1-mesa-dri"
 RENDERING_BACKENDS = ("egl", "osmesa", "glfw")
-# dm_control's spellings for "no rendering": fine for state observations only.
-NO_RENDERING = ("", "0", "false", "off", "disable", "disabled")
+# dm_control's other spellings of glfw, and of "no rendering" (fine for state observations
+# only). It compares them case-sensitively; we accept any case and write back the lower one.
+GLFW_SPELLINGS = ("on", "enable", "enabled", "true", "1")
+NO_RENDERING = ("0", "false", "off", "disable", "disabled")
 OSMESA_PACKAGES = "libosmesa6"
 
 
@@ -21,11 +23,17 @@ def _has_library(name: str) -> bool:
     return ctypes.util.find_library(name) is not None
 
 
-def check_user_backend(backend: str, symbolic: bool) -> None:
-    """Refuse a MUJOCO_GL value that MuJoCo cannot render with, before dm_control reads it
-    (dm_control raises a RuntimeError at import for unknown values)."""
-    if backend.lower() in RENDERING_BACKENDS or (symbolic and backend.lower() in NO_RENDERING):
-        return
+def check_user_backend(backend: str, symbolic: bool) -> str:
+    """The user's MUJOCO_GL value as MuJoCo and dm_control read it ('EGL' -> 'egl', 'true' ->
+    'glfw'); a value they cannot render with is refused before dm_control reads it (it raises
+    a RuntimeError at import for unknown values)."""
+    lowered = backend.strip().lower()
+    if lowered in RENDERING_BACKENDS:
+        return lowered
+    if lowered in GLFW_SPELLINGS:
+        return "glfw"
+    if symbolic and lowered in NO_RENDERING:
+        return lowered
     from planet.envs.wrappers import EnvError
 
     raise EnvError(
@@ -37,10 +45,10 @@ def check_user_backend(backend: str, symbolic: bool) -> None:
 def choose_gl_backend(symbolic: bool = False) -> str | None:
     """Set MUJOCO_GL (if unset) to a backend whose libraries exist; return it, or None.
 
-    A value the user set is kept when MuJoCo can use it, and refused (EnvError) otherwise."""
+    A value the user set is kept (in dm_control's spelling) when MuJoCo can use it, and refused
+    (EnvError) otherwise."""
     if os.environ.get("MUJOCO_GL"):
-        backend = os.environ["MUJOCO_GL"]
-        check_user_backend(backend, symbolic)
+        backend = check_user_backend(os.environ["MUJOCO_GL"], symbolic)
     elif _has_library("EGL") and _has_library("OpenGL"):
         backend = "egl"
     elif _has_library("OSMesa"):
