@@ -119,6 +119,9 @@ def resolve_train_config(args: argparse.Namespace) -> tuple[Config, Path]:
     """Config from (saved config when resuming) + preset + flags + --set, and the run dir."""
     if args.resume:
         run_dir = Path(args.resume)
+        if args.run_dir and Path(args.run_dir).resolve() != run_dir.resolve():
+            raise UsageError(f"--resume {run_dir} continues that run in its own folder; "
+                             f"--run-dir {args.run_dir} names another: give one of them")
         if not (run_dir / "config.json").exists():
             raise UsageError(f"--resume {run_dir}: no config.json there, nothing to resume")
         from planet.run_files import load_run_config
@@ -251,8 +254,9 @@ def _parse_and_run(argv: list[str] | None) -> int:
     except OSError as error:
         if args.debug:
             raise
-        print(f"planet {args.command}: error: {error.strerror or error}: "
-              f"{error.filename or ''}", file=sys.stderr)
+        where = f": {error.filename}" if error.filename else ""
+        print(f"planet {args.command}: error: {error.strerror or error}{where}",
+              file=sys.stderr)
         return 1
 
 

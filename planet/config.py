@@ -391,7 +391,11 @@ def apply_preset(config: Config, name: str, device: str | None = None) -> Config
     """Apply presets left to right. `auto` resolves to `paper` or `cpu` from `device`
     (default: config.device), and config.preset then names the preset actually applied."""
     applied, reasons = [], []
-    for part in [p for p in name.split(",") if p]:
+    parts = [part.strip() for part in name.split(",") if part.strip()]
+    if not parts:
+        raise ConfigError(f"--preset names no preset ({name!r}); valid presets: "
+                          f"{', '.join([AUTO_PRESET, *PRESETS])}")
+    for part in parts:
         if part == AUTO_PRESET:
             part, reason = resolve_auto_preset(device or config.device)
             reasons.append(reason)

@@ -76,6 +76,8 @@ def test_train_help_lists_every_field_with_its_default():
     [
         (["--env", "cartpol-swingup"], "unknown dm_control task 'cartpol-swingup'; valid forms"),
         (["--preset", "fast"], "unknown preset 'fast'; valid presets: auto, paper, smoke, cpu"),
+        (["--preset", ","], "--preset names no preset (','); valid presets: auto, paper"),
+        (["--resume", "elsewhere"], "--resume elsewhere continues that run in its own folder"),
         (["--episodes", "-2"], "--episodes must be >= 0, got -2"),
         (["--set", "train.batch_size=ten"], "train.batch_size must be int, got 'ten'"),
         (["--set", "planner.horizn=3"], "did you mean planner.horizon"),

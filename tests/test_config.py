@@ -21,6 +21,15 @@ def test_defaults_are_the_papers_numbers():
         1024, 200, 30,
     )
     assert config.model.min_stddev == 0.1
+    assert (config.model.hidden_size, config.model.cnn_depth) == (200, 32)  # 32/64/128/256 convs
+    assert config.model.reward_hidden_size == 100  # the camera-ready code's 2 x 100
+    assert config.model.activation == "relu"
+    assert (config.env.image_size, config.env.max_episode_steps) == (64, 1000)
+    assert config.env.action_repeat == 0  # 0: the paper's per-task table
+    assert config.train.episodes == 1000
+    assert config.train.reward_scale == 10.0  # the official code's reward loss scale
+    assert config.train.overshooting_distance == 50
+    assert PRESETS["paper"] == {}  # the paper preset is these defaults, unchanged
     assert config.train.free_nats == 3.0
     assert (config.train.batch_size, config.train.chunk_length) == (50, 50)
     assert (config.train.learning_rate, config.train.adam_eps) == (1e-3, 1e-4)
