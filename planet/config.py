@@ -92,7 +92,8 @@ class TrainConfig:
     overshooting: bool = False
     """Latent overshooting (paper Sec. 4, Eq. 7). Off in the camera-ready configuration."""
     overshooting_distance: int = 50
-    """Overshooting distance D (paper: 50; capped at the chunk length)."""
+    """Overshooting distance D (paper: 50; capped at chunk length - 1). Distance 1 is the
+    ordinary KL, so overshooting needs D >= 2 and a chunk of 3 or more rows."""
     overshooting_kl_scale: float = 1.0
     """Weight beta of the multi-step KL terms (paper: beta_d = 1)."""
     bit_depth: int = 5
@@ -506,6 +507,11 @@ def _cross_field_problem(config: Config) -> str | None:
     if config.planner.top_candidates > config.planner.candidates:
         return (f"planner.top_candidates must not exceed planner.candidates, got "
                 f"{config.planner.top_candidates} > {config.planner.candidates}")
+    if config.train.overshooting and (config.train.overshooting_distance < 2
+                                      or config.train.chunk_length < 3):
+        return (f"train.overshooting adds KL terms at distances 2 .. D, so it needs "
+                f"train.overshooting_distance >= 2 and train.chunk_length >= 3, got "
+                f"{config.train.overshooting_distance} and {config.train.chunk_length}")
     if not config.env.symbolic and config.env.image_size != 64:
         return (f"env.image_size must be 64 for pixel observations (the encoder and decoder "
                 f"take 64x64 frames), got {config.env.image_size}")

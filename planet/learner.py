@@ -55,7 +55,7 @@ class Learner:
         model, config = self.model, self.config
         steps, batch = action.shape[:2]
         with self.autocast():
-            rollout = model.observe(obs, action)  # posterior unroll, Eq. 4
+            rollout = model.observe(obs, action)  # posterior unroll: Eq. 2 in the RSSM of Eq. 4
             features = rollout.features  # (T, B, 230), posterior samples
             obs_mean = model.decoder(features.flatten(0, 1)).unflatten(0, (steps, batch))
             reward_mean = model.reward_model(features)  # (T, B)
@@ -86,8 +86,10 @@ class Learner:
         norm before clipping, and skipped: 1.0 when a non-finite loss or gradient left the
         weights untouched, else 0.0.
         """
-        # No reference to the float frames outlives the forward pass (the loss keeps only its
-        # residual), so they are freed before the backward pass: 123 MB at the paper's batch.
+        # Nothing keeps the float frames past the forward pass but the first conv, which saves
+        # its input for its weight gradient (the loss keeps only its residual). Under bf16
+        # autocast that input is a bf16 copy, so the float32 frames (123 MB at the paper's
+        # batch) are freed before the backward pass; in float32 the conv keeps them.
         losses = self.compute_losses(*self.to_device(chunks))
         self.optimizer.zero_grad(set_to_none=True)
         losses.total.backward()

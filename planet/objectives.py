@@ -61,7 +61,9 @@ def reconstruction_loss(obs_mean: torch.Tensor, obs: torch.Tensor) -> torch.Tens
 
 
 def reward_loss(reward_mean: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
-    """Eq. 3, -E[ln p(r_t | h_t, s_t)], unit-variance Gaussian without its constant, mean (T, B)."""
+    """Eq. 3, -E[ln p(r_t | h_t, s_t)], unit-variance Gaussian without its constant, mean (T, B).
+    Both (T, B): a (T, B, 1) reward would broadcast to (T, B, B) and give a wrong loss."""
+    assert reward_mean.shape == reward.shape, (reward_mean.shape, reward.shape)
     return 0.5 * ((reward_mean.float() - reward) ** 2).mean()
 
 

@@ -117,6 +117,8 @@ class CEMPlanner:
 
         actions (H, N, A), belief (N, belief), state (N, state), state_noise (H, N, state)
         -> features concat(h_t, s_t) of the H imagined steps, (H, N, belief + state).
+        Here row tau of `actions` is a_{t+tau}, the action taken from imagined step tau; replay
+        and RSSM.imagine store the other way round (row t holds a_{t-1}, the action into t).
         """
         features = []
         for t in range(actions.shape[0]):

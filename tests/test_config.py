@@ -115,6 +115,17 @@ def test_out_of_range_values_are_refused(key, value, message):
     assert message in str(refused.value)
 
 
+def test_overshooting_needs_a_distance_and_a_chunk_it_can_use():
+    # Distance 1 is the ordinary KL: overshooting on with D = 1 (or chunks of 2 rows) would
+    # train exactly as without it while the user believes it is on.
+    for overrides in ({"train.overshooting_distance": "1"}, {"train.chunk_length": "2"}):
+        with pytest.raises(ConfigError, match="needs train.overshooting_distance >= 2 and "
+                                              "train.chunk_length >= 3"):
+            apply_overrides(Config(), {"train.overshooting": "true", **overrides})
+    assert apply_overrides(Config(), {"train.overshooting_distance": "1"}).train.overshooting \
+        is False  # a distance alone, with overshooting off, is fine
+
+
 def test_image_size_is_free_for_state_observations():
     config = apply_overrides(Config(), {"env.symbolic": "true", "env.image_size": "32"})
     assert config.env.image_size == 32

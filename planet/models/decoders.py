@@ -19,7 +19,8 @@ class ConvDecoder(nn.Module):
     Dense to 1024 (a 1 x 1 map), then transposed convolutions 128 (k5), 64 (k5), 32 (k6), 3 (k6),
     stride 2: 1 -> 5 -> 13 -> 30 -> 64 pixels.
 
-    With `fast` (config machine.fast_deconv, default on) the same layers and weights are
+    With `fast` (config machine.fast_deconv, on by default there; off by default here) the same
+    layers and weights are
     evaluated by `planet.fast_paths.decoder_deconvs`, a faster form of the same function on CPU.
     """
 

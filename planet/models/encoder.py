@@ -40,8 +40,9 @@ class ConvEncoder(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         batch_shape = obs.shape[:-3]
         images = obs.reshape(-1, *obs.shape[-3:])  # (N, 3, 64, 64), N = prod(batch_shape)
-        if images.shape[-2:] != (64, 64):
-            raise ValueError(f"ConvEncoder expects 64x64 images, got {tuple(images.shape[-2:])}")
+        if images.shape[-3:] != (3, 64, 64):
+            raise ValueError(f"ConvEncoder expects channels-first 64x64 RGB frames (..., 3, 64, "
+                             f"64), got {tuple(obs.shape)}")
         images = fast_paths.conv_layout(images, self.channels_last)  # config machine.channels_last
         features = self.convs(images).flatten(1)  # (N, 1024)
         return self.project(features).reshape(*batch_shape, self.embedding_size)

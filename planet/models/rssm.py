@@ -158,7 +158,8 @@ class RSSM(nn.Module):
         return self._gaussian(self.prior_net(belief))
 
     def posterior(self, belief: torch.Tensor, embedding: torch.Tensor) -> Gaussian:
-        """Eq. 4, filtering: q(s_t | h_t, e_t). Works on any leading shape."""
+        """Eq. 2 in the RSSM's form (Sec. 3), filtering: q(s_t | h_t, e_t). Works on any leading
+        shape."""
         return self._gaussian(self.posterior_net(torch.cat([belief, embedding], dim=-1)))
 
     def observe_step(
