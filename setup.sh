@@ -13,6 +13,10 @@ mode="${1:-install}"
 [ $# -gt 0 ] && shift
 
 say() { printf '[setup] %s\n' "$*" >&2; }
+case "$mode" in
+  install|train|test) ;;
+  *) say "usage: ./setup.sh [install|train|test] [args...]"; exit 2 ;;
+esac
 
 # --- Python --------------------------------------------------------------------------------------
 python=""
@@ -37,6 +41,8 @@ packages+=(g++)
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
   || packages+=("$(basename "$python")-dev")
 [ "$mode" = test ] && packages+=(xvfb)
+# Debian and Ubuntu ship venv's pip bootstrap (ensurepip) in its own package.
+"$python" -c 'import ensurepip' 2>/dev/null || packages+=("$(basename "$python")-venv")
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then
   for p in "${packages[@]}"; do
@@ -60,14 +66,34 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # --- Python packages ----------------------------------------------------------------------------
-if [ ! -x .venv/bin/python ]; then
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then  # none yet, or a venv left half-made
   say "creating .venv with $($python --version)"
-  "$python" -m venv .venv || { say "ERROR: venv failed; run: sudo apt-get install -y python3-venv"; exit 1; }
+  rm -rf .venv
+  "$python" -m venv .venv || {
+    rm -rf .venv
+    say "ERROR: venv failed; run: sudo apt-get install -y $(basename "$python")-venv"; exit 1; }
 fi
 stamp=.venv/.planet-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.sh -nt "$stamp" ]; then
-  say "installing Python packages into .venv (torch<2.14 takes a local CPU wheel where one exists)"
+  say "installing Python packages into .venv"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  # PyTorch first, on its own: a plain install from PyPI is the CUDA build with several GB of
+  # NVIDIA libraries. A wheel on disk (pip's find-links) wins; then the CUDA build where an NVIDIA
+  # driver is present; else PyTorch's CPU-only index.
+  torch_spec="torch==2.13.0"
+  if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+    if .venv/bin/python -m pip install -q --no-index --no-deps "$torch_spec" 2>/dev/null; then
+      say "PyTorch: the local wheel"
+      .venv/bin/python -m pip install -q "$torch_spec" 2>&1 | grep -v '^WARNING: Location' \
+        || true  # its small pure-Python dependencies; torch itself is already there
+    elif command -v nvidia-smi >/dev/null 2>&1; then
+      say "PyTorch: the CUDA build from PyPI (an NVIDIA driver is present)"
+      .venv/bin/python -m pip install -q "$torch_spec"
+    else
+      say "PyTorch: the CPU-only build from download.pytorch.org"
+      .venv/bin/python -m pip install -q "$torch_spec" --index-url https://download.pytorch.org/whl/cpu
+    fi
+  fi
   .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -c "import planet, torch, dm_control, gymnasium" \
     || { say "ERROR: the Python install failed (see above)"; exit 1; }
@@ -78,5 +104,4 @@ case "$mode" in
   install) say "done: .venv/bin/planet --help" ;;
   train)   exec .venv/bin/planet train "$@" ;;
   test)    exec .venv/bin/python -m pytest "$@" ;;
-  *)       say "usage: ./setup.sh [install|train|test] [args...]"; exit 2 ;;
 esac

@@ -312,3 +312,15 @@ def test_six_task_table_is_the_committed_reports(readme: str):
     found = re.search(RUNS_DONE[readme], text)
     assert found, f"{readme} does not say how many runs have finished"
     assert (int(found[1]), int(found[2])) == (finished, runs), found[0]
+
+
+def test_setup_refuses_an_unknown_mode_before_installing_anything(tmp_path):
+    """A typo (`./setup.sh tset`) stops at once with the usage line: no apt-get, no pip."""
+    copy = tmp_path / "repo"
+    copy.mkdir()
+    shutil.copy(ROOT / "setup.sh", copy / "setup.sh")
+    result = subprocess.run(["bash", str(copy / "setup.sh"), "tset"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "[setup] usage: ./setup.sh [install|train|test] [args...]"
+    assert sorted(path.name for path in copy.iterdir()) == ["setup.sh"]  # no .venv made
