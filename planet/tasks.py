@@ -17,6 +17,14 @@ ACTION_REPEATS = {
 }
 
 
+# The env names planet understands, for errors about a name it does not.
+VALID_FORMS = (
+    "valid forms: a paper task (" + ", ".join(ACTION_REPEATS) + "), any other dm_control task "
+    "as `domain-task` or `dmc:domain-task`, a Gymnasium env as `gym:ID` (e.g. gym:Pendulum-v1), "
+    "or `toy:dot`"
+)
+
+
 def env_folder_name(env_name: str) -> str:
     """An env name as one folder name, for run and sweep folders: 'gym:Pendulum-v1' ->
     'gym_Pendulum-v1', 'dmc:walker-walk' -> 'dmc_walker-walk'."""

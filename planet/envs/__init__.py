@@ -29,13 +29,7 @@ from gymnasium.wrappers import (
 from planet.envs.dmc import ACTION_REPEATS
 from planet.envs.toy import DotEnv
 from planet.envs.wrappers import ChannelsFirst, EnvError, Float32Observation
-
-VALID_FORMS = (
-    "valid forms: a paper task (" + ", ".join(ACTION_REPEATS) + "), any other dm_control task "
-    "as `domain-task` or `dmc:domain-task`, a Gymnasium env as `gym:ID` (e.g. gym:Pendulum-v1), "
-    "or `toy:dot`"
-)
-
+from planet.tasks import VALID_FORMS
 
 # pygame (Gymnasium's classic-control renderer) probes for sound and a display otherwise.
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")

@@ -24,8 +24,8 @@ def split_task(name: str) -> tuple[str, str]:
 
 
 def unknown_task(name: str) -> Exception:
-    from planet.envs import VALID_FORMS
     from planet.envs.wrappers import EnvError
+    from planet.tasks import VALID_FORMS
 
     return EnvError(f"unknown dm_control task {name!r}; {VALID_FORMS}")
 
