@@ -30,10 +30,14 @@ if ! "$python" -c "import gymnasium" 2>/dev/null; then
   if compgen -G "$root/.whl/gymnasium-*.whl" >/dev/null; then
     site="$(mktemp -d)"
     trap 'rm -rf "$site"' EXIT
-    "$python" -m pip install -q --no-index --no-deps --no-compile --disable-pip-version-check \
-      --root-user-action=ignore --target "$site" "$root"/.whl/*.whl
-    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-    echo "gpu_check: gymnasium installed from .whl/ into $site (this run only)"
+    if "$python" -m pip install -q --no-index --no-deps --no-compile \
+        --disable-pip-version-check --root-user-action=ignore --target "$site" "$root"/.whl/*.whl
+    then
+      export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+      echo "gpu_check: gymnasium installed from .whl/ into $site (this run only)"
+    else  # a Python without pip, say: only the training stage needs gymnasium
+      echo "gpu_check: could not install .whl/ (see above): the training stage will be skipped"
+    fi
   else
     echo "gpu_check: gymnasium is not installed and .whl/ holds no wheel of it: the training" \
          "stage will be skipped (benchmarks/gpu_check.sh --fetch-wheels brings it)"

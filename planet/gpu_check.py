@@ -42,10 +42,12 @@ import math
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,8 +88,9 @@ class Plan:
 
 FULL = Plan(
     test_files=TEST_FILES, test_limit_s=140,
-    bench_args=["--preset", "paper", "--repeats", "10", "--batch-envs", "5",
-                "--env-steps", "10", "--switches", ",".join(SWITCHES)],
+    # --skip-env: the env step is MuJoCo rendering on the CPU, not a figure of the GPU.
+    bench_args=["--preset", "paper", "--repeats", "10", "--batch-envs", "5", "--skip-env",
+                "--switches", ",".join(SWITCHES)],
     bench_limit_s=170,
     # toy:dot episodes last 30 steps (31 rows), too short for the paper's chunks of 50.
     train_preset="paper", train_overrides=["train.chunk_length=30"], train_seconds=100,
@@ -152,10 +155,14 @@ def run_logged(command: list[str], log_path: Path, limit_s: float,
     with open(log_path, "w") as log_file:
         log_file.write("$ " + " ".join(command) + "\n")
         log_file.flush()
+        # Its own process group: on a timeout, compile workers and the like go with it.
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            code = subprocess.run(command, cwd=ROOT, env=env, stdout=log_file,
-                                  stderr=subprocess.STDOUT, timeout=limit_s).returncode
+            code: int | None = process.wait(timeout=limit_s)
         except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
             code = None
     return code, time.perf_counter() - start
 
@@ -245,8 +252,10 @@ def tests_stage(device: str, plan: Plan, out: Path, scratch: Path) -> Stage:
                               + log_tail(out / "tests.log"))
         return stage
     stage.result = parse_junit(junit) | {"files": plan.test_files, "exit_code": code}
-    stage.status = "ok" if code == 0 and stage.result["failed"] == 0 else "failed"
     stage.problems.extend(stage.result["failures"])
+    if stage.result["passed"] == 0:
+        stage.problems.append("no test passed (every one skipped on this device?)")
+    stage.status = "ok" if code == 0 and not stage.problems else "failed"
     return stage
 
 
@@ -440,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output folder (default results/gpu/<device name>)")
     parser.add_argument("--train-seconds", type=float,
                         help="training budget in seconds (default 100; 2 with --quick)")
+    parser.add_argument("--budget-s", type=float, default=420.0,
+                        help="the whole check's time limit: later stages get what is left "
+                        "(default 420)")
     # The training stage's own process (internal).
     parser.add_argument("--train-worker", metavar="RUN_DIR", help=argparse.SUPPRESS)
     parser.add_argument("--preset", default="paper", help=argparse.SUPPRESS)
@@ -461,51 +473,91 @@ def check(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, train_seconds=args.train_seconds)
     command = "benchmarks/gpu_check.sh " + " ".join(sys.argv[1:])
     start = time.perf_counter()
+    deadline = start + args.budget_s
     stages: dict[str, Stage] = {}
     system = system_stage(args.device)
     out = Path(args.out or ROOT / "results" / "gpu" / slug(system.result["name"])).resolve()
     out.mkdir(parents=True, exist_ok=True)
-
-    def progress(number: int, stage: Stage, extra: str = "") -> None:
-        print(f"[gpu-check {number}/4] {stage.name}: {stage.status} in {stage.seconds:.0f} s"
-              f"{extra}", flush=True)
-        for problem in stage.problems:
-            print("    " + problem.replace("\n", "\n    "), flush=True)
-
     stages["system"] = system
-    progress(1, system, f": {system.result['name']}, torch {system.result['torch']}")
+    print(f"[gpu-check 1/4] system: {system.status} in {system.seconds:.0f} s: "
+          f"{system.result['name']}, torch {system.result['torch']}", flush=True)
+    write_report(out, stages, command, time.perf_counter() - start, args.quick)
+
+    def limit(planned: float) -> float:
+        """A stage's time limit, cut so that the whole check ends by --budget-s."""
+        return max(10.0, min(planned, deadline - time.perf_counter()))
+
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as scratch_name:
         scratch = Path(scratch_name)
-        print(f"[gpu-check 2/4] tests: {len(plan.test_files)} files on {args.device} "
-              f"(limit {plan.test_limit_s:.0f} s) ...", flush=True)
-        stages["tests"] = tests_stage(args.device, plan, out, scratch)
-        result = stages["tests"].result
-        progress(2, stages["tests"], f": {result.get('passed', 0)} passed, "
-                 f"{result.get('failed', 0)} failed, {result.get('skipped', 0)} skipped")
-        print(f"[gpu-check 3/4] bench: planet bench {' '.join(plan.bench_args)} "
-              f"(limit {plan.bench_limit_s:.0f} s) ...", flush=True)
-        stages["bench"] = bench_stage(args.device, plan, out)
-        progress(3, stages["bench"], "".join(
-            f"; {key} faster {switch['faster']} ({switch['episode_ratio']:.2f}x flipped)"
-            for key, switch in stages["bench"].result.get("switches", {}).items()))
-        print(f"[gpu-check 4/4] train: preset {plan.train_preset} on toy:dot for "
-              f"{plan.train_seconds:.0f} s (limit {plan.train_limit_s:.0f} s) ...", flush=True)
-        stages["train"] = train_stage(args.device, plan, out, scratch)
-        train = stages["train"].result
-        progress(4, stages["train"], f": loss {train.get('loss_first', float('nan')):.2f} -> "
-                 f"{train.get('loss_last', float('nan')):.2f}, {train.get('episodes', 0)} "
-                 "episodes")
+        steps = [
+            ("tests", f"{len(plan.test_files)} files on {args.device}", plan.test_limit_s,
+             lambda seconds: tests_stage(args.device, dataclasses.replace(
+                 plan, test_limit_s=seconds), out, scratch)),
+            ("bench", f"planet bench {' '.join(plan.bench_args)}", plan.bench_limit_s,
+             lambda seconds: bench_stage(args.device, dataclasses.replace(
+                 plan, bench_limit_s=seconds), out)),
+            ("train", f"preset {plan.train_preset} on toy:dot for {plan.train_seconds:.0f} s",
+             plan.train_limit_s,
+             lambda seconds: train_stage(args.device, dataclasses.replace(
+                 plan, train_limit_s=seconds), out, scratch)),
+        ]
+        for number, (name, what, planned, run_stage) in enumerate(steps, start=2):
+            seconds = limit(planned)
+            print(f"[gpu-check {number}/4] {name}: {what} (limit {seconds:.0f} s) ...",
+                  flush=True)
+            stages[name] = guarded(name, run_stage, seconds)
+            print(f"[gpu-check {number}/4] {name}: {stages[name].status} in "
+                  f"{stages[name].seconds:.0f} s{stage_note(stages[name])}", flush=True)
+            for problem in stages[name].problems:
+                print("    " + problem.replace("\n", "\n    "), flush=True)
+            # After every stage: a check cut short later still leaves what it found.
+            write_report(out, stages, command, time.perf_counter() - start, args.quick)
     seconds = time.perf_counter() - start
-    ok = all(stage.status == "ok" for stage in stages.values())
-    report = {"command": command, "quick": args.quick, "seconds": seconds, "ok": ok,
-              "stages": {name: {"status": stage.status, "seconds": stage.seconds,
-                                "problems": stage.problems, "result": stage.result}
-                         for name, stage in stages.items()}}
-    (out / "check.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "summary.md").write_text(summary_markdown(stages, command, seconds))
+    ok = write_report(out, stages, command, seconds, args.quick)
     print(f"[gpu-check] {'all stages passed' if ok else 'FAILED'} in {seconds:.0f} s; "
           f"wrote {out}/summary.md and check.json", flush=True)
     return 0 if ok else 1
+
+
+def guarded(name: str, run_stage, seconds: float) -> Stage:
+    """Run one stage; an exception in this process (a torn output file, say) fails that stage
+    with its traceback's last lines instead of ending the check."""
+    started = time.perf_counter()
+    try:
+        return run_stage(seconds)
+    except Exception:  # noqa: BLE001 - whatever it is, the other stages still run
+        stage = Stage(name, status="failed", seconds=time.perf_counter() - started)
+        stage.problems.append("the check itself failed in this stage:\n"
+                              + "\n".join(traceback.format_exc().splitlines()[-6:]))
+        return stage
+
+
+def stage_note(stage: Stage) -> str:
+    """The figures a stage's progress line ends with."""
+    result = stage.result
+    if stage.name == "tests":
+        return (f": {result.get('passed', 0)} passed, {result.get('failed', 0)} failed, "
+                f"{result.get('skipped', 0)} skipped")
+    if stage.name == "bench":
+        return "".join(f"; {key} faster {switch['faster']} ({switch['episode_ratio']:.2f}x "
+                       "flipped)" for key, switch in result.get("switches", {}).items())
+    return (f": loss {result.get('loss_first', float('nan')):.2f} -> "
+            f"{result.get('loss_last', float('nan')):.2f}, {result.get('episodes', 0)} episodes")
+
+
+def write_report(out: Path, stages: dict[str, Stage], command: str, seconds: float,
+                 quick: bool) -> bool:
+    """check.json and summary.md for the stages so far; returns whether all of them passed
+    (stages not run yet count as not passed)."""
+    ok = len(stages) == 4 and all(stage.status == "ok" for stage in stages.values())
+    report = {"command": command, "quick": quick, "seconds": seconds, "ok": ok,
+              "stages": {name: {"status": stage.status, "seconds": stage.seconds,
+                                "problems": stage.problems, "result": stage.result}
+                         for name, stage in stages.items()}}
+    shown = {name: stages.get(name, Stage(name)) for name in ("system", "tests", "bench", "train")}
+    (out / "check.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "summary.md").write_text(summary_markdown(shown, command, seconds))
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -163,4 +163,73 @@ def test_each_plan_is_runnable_as_written(plan):
                                              **parse_assignments(plan.train_overrides)})
     # Chunks must fit in a toy:dot episode (episode_steps + 1 rows), or sampling fails.
     assert config.train.chunk_length <= DotEnv().episode_steps + 1
+    # The stages' own limits; --budget-s (default 420 s) cuts the later ones where needed.
     assert plan.test_limit_s + plan.bench_limit_s + plan.train_limit_s <= 8 * 60
+    assert gpu_check.build_parser().parse_args([]).budget_s <= 7 * 60
+
+
+def test_a_stage_that_breaks_leaves_the_others_and_the_report(tmp_path, monkeypatch, capsys):
+    """An exception inside the check (a torn bench.json, say) fails that stage only; the report
+    is written after every stage, so a check killed later still leaves what it found."""
+    reports = []
+
+    def tests_stage(device, plan, out, scratch):
+        reports.append(json.loads((out / "check.json").read_text())["stages"].keys())
+        return gpu_check.Stage("tests", "ok", 1.0, {"passed": 3, "failed": 0, "skipped": 0,
+                                                    "files": ["tests/test_models.py"]})
+
+    def bench_stage(device, plan, out):
+        raise json.JSONDecodeError("Expecting value", "", 0)
+
+    def train_stage(device, plan, out, scratch):
+        reports.append(json.loads((out / "check.json").read_text())["stages"].keys())
+        assert plan.train_limit_s <= 30  # what the budget left
+        return gpu_check.Stage("train", "ok", 1.0, {"episodes": 3})
+
+    monkeypatch.setattr(gpu_check, "tests_stage", tests_stage)
+    monkeypatch.setattr(gpu_check, "bench_stage", bench_stage)
+    monkeypatch.setattr(gpu_check, "train_stage", train_stage)
+    out = tmp_path / "out"
+    code = gpu_check.main(["--device", "cpu", "--quick", "--out", str(out), "--budget-s", "30"])
+    assert code == 1
+    assert [list(keys) for keys in reports] == [["system"], ["system", "tests", "bench"]]
+    check = json.loads((out / "check.json").read_text())
+    assert {name: stage["status"] for name, stage in check["stages"].items()} == {
+        "system": "ok", "tests": "ok", "bench": "failed", "train": "ok"}
+    assert "JSONDecodeError: Expecting value" in check["stages"]["bench"]["problems"][0]
+    assert "| bench | failed |" in (out / "summary.md").read_text()
+    assert "[gpu-check 3/4] bench: failed in " in capsys.readouterr().out
+
+
+def test_tests_stage_with_nothing_passed_is_not_ok(tmp_path, monkeypatch):
+    def run_logged(command, log_path, limit_s, threads=0):
+        junit = Path(next(arg for arg in command if arg.startswith("--junitxml=")).split("=")[1])
+        junit.write_text('<testsuite tests="1" skipped="1"><testcase classname="t" name="a">'
+                         '<skipped message="CPU only"/></testcase></testsuite>')
+        log_path.write_text("")
+        return 0, 1.0
+
+    monkeypatch.setattr(gpu_check, "run_logged", run_logged)
+    stage = gpu_check.tests_stage("cuda", gpu_check.QUICK, tmp_path, tmp_path)
+    assert stage.status == "failed" and "no test passed" in stage.problems[-1]
+
+
+def test_a_stage_past_its_limit_is_killed_with_its_children(tmp_path):
+    """start_new_session + killpg: a grandchild (a compile worker, say) does not outlive it."""
+    marker = tmp_path / "grandchild.pid"
+    script = ("import subprocess, sys, time; "
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+              f"open({str(marker)!r}, 'w').write(str(child.pid)); time.sleep(60)")
+    code, seconds = gpu_check.run_logged([sys.executable, "-c", script], tmp_path / "log", 3)
+    assert code is None and seconds < 30
+    grandchild = int(marker.read_text())
+    import time
+
+    for _ in range(50):  # the kernel reaps it a moment after the kill
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the grandchild outlived the timeout")
