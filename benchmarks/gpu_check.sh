@@ -18,7 +18,7 @@ if [ -z "$python" ]; then
   if [ -x "$root/.venv/bin/python" ]; then python="$root/.venv/bin/python"; else python=python3; fi
 fi
 
-# The versions setup.sh installs (pyproject: gymnasium>=1.3,<1.4); both are pure Python.
+# Versions within setup.sh's range (pyproject: gymnasium>=1.3,<1.4); both are pure Python.
 wheels=(gymnasium==1.3.0 farama-notifications==0.0.6)
 if [ "${1:-}" = "--fetch-wheels" ]; then
   "$python" -m pip download -q --no-deps --only-binary=:all: -d "$root/.whl" "${wheels[@]}"

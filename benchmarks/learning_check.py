@@ -4,6 +4,7 @@ Trains two copies of the world model from the same initial weights on the same s
 batches (random-action episodes of an env): the reference path (float32, eager, plain transposed
 convs) and the fast path `planet train` uses by default, interleaved update by update with the
 same torch seed. Prints the loss curves and compares the mean total loss of the last updates.
+Batches are 8 chunks of 16 rows whatever the preset (its model sizes stay); --set changes that.
 
     .venv/bin/python benchmarks/learning_check.py                       # paper model, small batch
     .venv/bin/python benchmarks/learning_check.py --updates 100 --set train.batch_size=50
@@ -61,6 +62,8 @@ def main() -> int:
     parser.add_argument("--last", type=int, default=10, help="updates averaged at the end")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
+    if not 1 <= args.last <= args.updates:
+        parser.error(f"--last must be in 1 .. --updates ({args.updates}), got {args.last}")
 
     config = Config()
     apply_preset(config, args.preset)

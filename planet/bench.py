@@ -30,8 +30,8 @@ On CUDA every timed call ends with torch.cuda.synchronize(), so a figure is the 
 the GPU has finished (kernels run asynchronously: without it the host clock would stop when the
 last kernel is queued). The peak-memory figures there are the CUDA allocator's peak during each
 path's updates instead of host RSS. `--switches` times the fast path again with each listed
-boolean switch flipped (interleaved with the fast path itself), for switches measured only on
-CPU so far: which setting is faster on this device is in the JSON's "switches".
+boolean switch flipped (interleaved with the fast path itself), for switches whose defaults
+come from CPU figures: which setting is faster on this device is in the JSON's "switches".
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from planet.config import (
     flatten,
     parse_assignments,
 )
+from planet.errors import UsageError
 from planet.measure import (
     CudaPeakMemory,
     PeakRSS,
@@ -435,11 +436,17 @@ def switch_figures(config: Config, switches: list[str], fast: BenchPath, inputs:
             "episode_ratio": ratio_quartiles[1],
             "episode_ratio_quartiles": ratio_quartiles,
             "faster": "flipped" if ratio_quartiles[1] < 1 else "default",
-            "change_default": bool(len(ratios) >= MIN_ROUNDS
-                                   and ratio_quartiles[1] < SWITCH_EPISODE_RATIO
-                                   and ratio_quartiles[2] < 1.0),
+            "change_default": switch_verdict(ratios),
         }
     return result
+
+
+def switch_verdict(ratios: list[float]) -> bool:
+    """SWITCH_RULE on the rounds' flipped/default ratios of one episode's model work."""
+    if len(ratios) < MIN_ROUNDS:
+        return False
+    _, median, upper = quartiles(ratios)
+    return bool(median < SWITCH_EPISODE_RATIO and upper < 1.0)
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -670,10 +677,17 @@ def main(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.repeats < 1 or args.env_steps < 1:
+        raise UsageError("--repeats and --env-steps must be at least 1")
+    if args.batch_envs < 2:
+        raise UsageError(f"--batch-envs must be at least 2 (the batched planning figure beside "
+                         f"the 1-env one), got {args.batch_envs}")
     device = choose_device(args.device)  # --device cuda without a GPU: a one-line error
     config = Config()
     apply_preset(config, args.preset, device=device.type)
     apply_overrides(config, parse_assignments(args.set))
+    if args.env:  # the episode figure then counts that task's steps and action repeat
+        apply_overrides(config, {"env.name": args.env})
     switches = parse_switches(args.switches, config)
     result = run_bench(config, repeats=args.repeats, env_steps=args.env_steps,
                        batch_envs=args.batch_envs, env_name=args.env, skip_env=args.skip_env,

@@ -10,8 +10,8 @@ one still leaves the others' results (and a line saying what happened):
              path, preprocessing) with `pytest --device`; exact rewrites are compared with
              PyTorch's own layers on the CPU there
   3. bench   `planet bench --device` on the paper configuration: reference vs fast path, and
-             the fast path with each switch so far measured only on CPU flipped (SWITCHES);
-             the env figure is skipped, with a line, where dm_control is not installed
+             the fast path with each switch whose default comes from CPU figures flipped
+             (SWITCHES); not the env figure, which times MuJoCo rendering on the CPU
   4. train   the paper configuration on toy:dot for a wall-clock budget: the loss must fall
              and every logged number must be finite
 

@@ -75,6 +75,10 @@ def run(args: argparse.Namespace) -> dict:
     choose_device(config.device)  # a bad --device fails here, before the output folder exists
     name = f"{args.env.replace(':', '_')}-{config.preset.replace(',', '+')}-s{args.seed}"
     out = Path(args.out or Path("results") / "learning" / name)
+    if (out / "run").exists() or (out / "learning.json").exists():
+        # train() would resume the run, and the curve would restart at its first point.
+        raise ConfigError(f"{out} holds a learning benchmark already; the benchmark times a "
+                          "run from its start: use another --out, or delete that folder")
     out.mkdir(parents=True, exist_ok=True)
     budget, interval = args.minutes * 60, args.eval_every * 60
     points: list[dict] = []

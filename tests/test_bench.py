@@ -205,3 +205,25 @@ def test_interleaved_syncs_before_and_after_every_timed_call():
                         repeats=2, warmup=1, sync=lambda: events.append("sync"))
     assert events == ["sync", "a", "sync", "sync", "b", "sync"] * 3
     assert {name: len(samples) for name, samples in times.items()} == {"a": 2, "b": 2}
+
+
+def test_switch_verdict_follows_the_rule():
+    from planet.bench import MIN_ROUNDS, switch_verdict
+
+    assert MIN_ROUNDS == 5
+    assert switch_verdict([0.90, 0.91, 0.92, 0.93, 0.94])  # median 0.92, all under 1
+    assert not switch_verdict([0.90, 0.91, 0.92])  # too few rounds
+    assert not switch_verdict([0.96, 0.97, 0.98, 0.90, 0.90])  # median 0.96: not 5 % faster
+    # Median 0.90, but the upper quartile (1.05) says one round in four was slower.
+    assert not switch_verdict([0.80, 0.85, 0.90, 1.05, 1.10])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--repeats", "0"], "--repeats and --env-steps must be at least 1"),
+    (["--env-steps", "0"], "--repeats and --env-steps must be at least 1"),
+    (["--batch-envs", "1"], "--batch-envs must be at least 2"),
+])
+def test_bench_bad_sizes_are_one_line(args, message, capsys):
+    assert main(["bench", "--preset", "smoke", *args]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and message in error[0], error

@@ -33,6 +33,11 @@ def test_short_learning_benchmark_writes_json_and_curve(tmp_path, capsys):
     assert image.shape[:2] == (420, 1100)
     assert "eval return" in capsys.readouterr().out
     assert (out / "run" / "metrics.jsonl").exists()
+    # The same --out again would resume the run and restart the curve: refused, untouched.
+    before = (out / "learning.json").read_text()
+    assert main(["bench-learning", "--preset", "smoke", "--out", str(out)]) == 2
+    assert "holds a learning benchmark already" in capsys.readouterr().err
+    assert (out / "learning.json").read_text() == before
 
 
 def test_bad_budgets_and_too_many_eval_episodes_are_one_line_errors(tmp_path, capsys):
