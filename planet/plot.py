@@ -38,8 +38,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_label(run_dir: Path) -> str:
     """The last two path parts, e.g. 'cartpole-swingup/paper-s0'."""
-    parts = run_dir.resolve().parts
-    return "/".join(parts[-2:])
+    return run_labels([run_dir])[0]
+
+
+def run_labels(run_dirs: list[Path]) -> list[str]:
+    """Per run, the fewest last path parts (two at least) that tell the runs apart: two sweeps'
+    'walker-walk/s1' become 'sweep-a/walker-walk/s1' and 'sweep-b/walker-walk/s1'."""
+    parts = [run_dir.resolve().parts for run_dir in run_dirs]
+    for count in range(2, max(map(len, parts)) + 1):
+        labels = ["/".join(path[-count:]) for path in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return ["/".join(path) for path in parts]  # the same folder twice
 
 
 def warn_on_stderr(message: str) -> None:
@@ -115,6 +125,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--out must be a .png file, got {out}")
     refuse_run_files([("--out", out)])  # a reader: never takes a run's lock
     runs = [load_curves(Path(run_dir)) for run_dir in args.run_dirs]
+    for run, label in zip(runs, run_labels([Path(d) for d in args.run_dirs]), strict=True):
+        run["label"] = label
     plot_runs(runs, out, args.width, args.height, train=not args.no_train)
     print(f"wrote {out} ({args.width}x{args.height}) from {len(runs)} run(s)")
     return 0

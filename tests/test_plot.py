@@ -91,3 +91,13 @@ def test_plot_errors_are_one_line(smoke_run, tmp_path, capsys):
     assert_one_line_error(code, err, ".png")
     code, _, err = run_cli(capsys, "plot", smoke_run, "--width", 100, "--out", tmp_path / "c.png")
     assert_one_line_error(code, err, "--width must be at least 200")
+
+
+def test_run_labels_grow_until_they_tell_runs_apart(tmp_path):
+    from planet.plot import run_labels
+
+    one = tmp_path / "sweep-a" / "walker-walk" / "s1"
+    two = tmp_path / "sweep-b" / "walker-walk" / "s1"
+    assert run_labels([one, two]) == ["sweep-a/walker-walk/s1", "sweep-b/walker-walk/s1"]
+    assert run_labels([one, one.parent / "s0"]) == ["walker-walk/s1", "walker-walk/s0"]
+    assert run_labels([one]) == ["walker-walk/s1"]
