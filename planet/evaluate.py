@@ -103,7 +103,7 @@ def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None,
     # The planner's candidates come from torch's RNG: seeded from --seed, the same command gives
     # the same returns (same machine, precision and thread count).
     seed_everything(episode_seed(seed_base, 0, Stream.EVALUATE_RNG))
-    steps = envs[0].agent_steps_per_episode  # of the longest episode
+    steps = envs[0].agent_steps_per_episode  # the time limit: no episode runs longer
     bar = tqdm(total=steps, desc=f"{args.episodes} episodes at once", unit="step",
                dynamic_ncols=True, disable=args.no_progress)
 
@@ -141,7 +141,8 @@ def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None,
         "sheet": str(sheet) if sheet else None,
     }
     if video is not None:
-        fps = args.fps or 50.0 / envs[0].action_repeat  # dm_control runs at 50 Hz (0.02 s steps)
+        # Real time for dm_control (0.02 s per env step); other envs get the same rate.
+        fps = args.fps or 50.0 / envs[0].action_repeat
         write_video(video, agent_video_frames(episodes, args.size // 64), fps)
         frames = sum(len(episode["obs"]) for episode in episodes)
         print(f"wrote {video} ({frames} frames, {args.size}x{args.size})")

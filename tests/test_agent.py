@@ -57,6 +57,11 @@ def test_the_next_observation_is_filtered_with_the_action_just_taken(agent):
     assert not torch.allclose(agent.belief, unchanged.float(), atol=1e-3)  # the action counts
     agent.reset(3)  # a new episode starts from zero belief, state and action
     assert agent.belief.abs().sum() == 0 and agent.action.abs().sum() == 0
+    assert agent.state.abs().sum() == 0
+    # Evaluation with 3 envs, then collecting with 1: the reset sizes every tensor anew.
+    agent.reset(1)
+    assert agent.belief.shape[0] == agent.state.shape[0] == agent.action.shape[0] == 1
+    assert agent.act(frames(1, 2), explore=False).shape == (1, ACTION_SIZE)
 
 
 def test_evaluation_is_noise_free_and_each_test_env_gets_its_own_seed(monkeypatch):

@@ -109,3 +109,14 @@ def test_same_seed_same_plan_and_a_batch_plans_like_single_envs_within_cem_noise
     for index in range(2):
         single = planner(belief[index : index + 1], state[index : index + 1], seeded(device, 4))
         assert torch.allclose(single[0], first[index], atol=0.15)
+
+
+def test_smallest_settings_still_plan_finite_actions():
+    """Horizon 1, one iteration, and refits on one candidate (K = 1: the std over one sample
+    is 0, not NaN) or on all of them (K = J)."""
+    belief, state = start([[0.3, -0.2]], "cpu")
+    for overrides in ({"horizon": 1}, {"iterations": 1}, {"top_candidates": 1},
+                      {"top_candidates": 400}):
+        action = make_planner(**overrides)(belief, state, seeded("cpu", 0))
+        assert action.shape == (1, ACTION_SIZE), overrides
+        assert torch.isfinite(action).all() and action.abs().max() <= 1, overrides

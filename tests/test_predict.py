@@ -128,3 +128,21 @@ def test_predict_names_every_output_after_the_whole_video_stem():
     assert {key: path.name for key, path in output_paths(Path("out/pred.v2.mp4")).items()} == {
         "video": "pred.v2.mp4", "sheet": "pred.v2_sheet.png", "curve": "pred.v2_error.png",
         "summary": "pred.v2.json"}
+
+
+def test_open_loop_never_sees_the_frames_it_predicts(smoke_run):
+    """Changing the frames after the context leaves the prediction as it was (only the truth
+    and the error move); changing a context frame changes it."""
+    run = load_run(smoke_run, warn=lambda *_: None)
+    episode = load_episode(sorted((smoke_run / "episodes").glob("*.npz"))[-1])
+    start, context, horizon = 2, 4, 6
+    base = open_loop(run.model, episode["obs"], episode["action"], context, horizon, 5, start, 0)
+    later = episode["obs"].copy()
+    later[start + context:] = 255 - later[start + context:]
+    moved = open_loop(run.model, later, episode["action"], context, horizon, 5, start, 0)
+    np.testing.assert_array_equal(moved["model"], base["model"])
+    assert not np.array_equal(moved["truth"][context:], base["truth"][context:])
+    earlier = episode["obs"].copy()
+    earlier[start + 1] = 255 - earlier[start + 1]
+    changed = open_loop(run.model, earlier, episode["action"], context, horizon, 5, start, 0)
+    assert not np.allclose(changed["model"][context:], base["model"][context:])
