@@ -1,6 +1,7 @@
 """Saving matplotlib figures: the one place that writes them (plot, report, predict, bench).
 
-Kept apart from planet.media so that the commands that only draw curves do not import torch.
+Charts only: frames, captions and videos are planet.media's; this module imports nothing of
+planet, so that the commands that only draw curves stay light.
 """
 
 from __future__ import annotations

@@ -41,14 +41,11 @@ from planet.media import (
     MediaError,
     caption_bar,
     check_video_path,
-    open_loop,
-    prediction_cell,
     put_text,
-    sheet_columns,
-    step_label,
     text_width,
     write_video,
 )
+from planet.predictions import open_loop, prediction_cell, sheet_columns, step_label
 from planet.run_files import guard_outputs
 from planet.runs import load_run
 

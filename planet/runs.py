@@ -1,4 +1,5 @@
-"""Loading a trained run for `evaluate`, `predict` and `watch` (drawing and videos: planet.media).
+"""Loading a trained run for `evaluate`, `predict` and `watch` (drawing and videos: planet.media,
+the model's predictions as pictures: planet.predictions).
 
     run = load_run("runs/cartpole-swingup/cpu-s0")       # config.json + newest checkpoint
     run.agent.act(obs, explore=False)                   # a ready agent (model in eval mode)

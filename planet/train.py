@@ -28,7 +28,7 @@ from planet.config import Config, validate
 from planet.episodes import evaluate_policy, run_episodes
 from planet.errors import TrainError
 from planet.learner import mean_metrics
-from planet.media import eval_media_due, log_eval_media, reconstruction_strip
+from planet.predictions import eval_media_due, log_eval_media, reconstruction_strip
 from planet.resume import (
     OpenRun,
     collect_kill_hook,

@@ -3,7 +3,7 @@
     commands    cli, __main__                       parse arguments, print, exit codes
     tools       evaluate, predict, plot, watch, bench, learning_bench, gpu_check, sweep, report
     running     train, resume, runs, components, episodes, agent, learner, checkpoint,
-                run_files, media, logging, user_errors
+                run_files, media, predictions, logging, user_errors
     paper       models.*, objectives, planner, data.*, envs.*
     base        config, errors, utils, seeds, tasks, references, fast_paths, run_lock, figures,
                 measure
@@ -28,7 +28,7 @@ LAYERS = [
      "figures", "measure"],
     ["models", "objectives", "planner", "data", "envs"],
     ["train", "resume", "runs", "components", "episodes", "agent", "learner", "checkpoint",
-     "run_files", "media", "logging", "user_errors"],
+     "run_files", "media", "predictions", "logging", "user_errors"],
     ["evaluate", "predict", "plot", "watch", "bench", "learning_bench", "gpu_check", "sweep",
      "report"],
     ["cli", "__main__"],

@@ -9,7 +9,7 @@ import numpy as np
 from test_evaluate import assert_one_line_error, run_cli
 
 from planet.data.replay import load_episode
-from planet.media import open_loop
+from planet.predictions import open_loop
 from planet.runs import load_run
 
 
