@@ -97,15 +97,47 @@ def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None,
         option = "--video" if video else "--sheet"
         raise UsageError(f"{option} needs a pixel run; this run uses --symbolic observations")
     seeds = [episode_seed(seed_base, index, Stream.EVALUATE) for index in range(args.episodes)]
-    envs = [env_from_config(run.config, seed) for seed in seeds]
     print(f"evaluating {run.checkpoint} ({run.env_steps} env steps trained) on "
           f"{run.config.env.name}: {args.episodes} episodes")
+    episodes, action_repeat = play_episodes(run, seeds, seed_base, args.no_progress)
+    returns = [float(episode["reward"].sum()) for episode in episodes]
+    lengths = [len(episode["obs"]) - 1 for episode in episodes]
+    stats = return_stats(returns)
+    for index, (value, length) in enumerate(zip(returns, lengths, strict=True)):
+        print(f"  episode {index}: return {value:8.2f}  ({length} agent steps)")
+    print(f"return: mean {stats['mean']:.2f}, std {stats['std']:.2f}, "
+          f"min {stats['min']:.2f}, max {stats['max']:.2f}")
+    summary = {
+        **run.summary(),
+        "episodes": args.episodes,
+        "seed": seed_base,
+        "env_seeds": seeds,
+        "returns": returns,
+        "agent_steps": lengths,
+        "action_repeat": action_repeat,
+        "max_episode_steps": run.config.env.max_episode_steps,
+        **{f"return_{key}": value for key, value in stats.items()},
+        "video": str(video) if video else None,
+        "sheet": str(sheet) if sheet else None,
+    }
+    write_pictures(args, episodes, action_repeat, video, sheet)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {json_path}")
+    return 0
+
+
+def play_episodes(run, seeds: list[int], seed_base: int,
+                  no_progress: bool) -> tuple[list[dict], int]:
+    """One noise-free episode per env seed, all envs stepped as one batch; (episodes, the
+    envs' action repeat). The envs are closed afterwards, and so is the run's own."""
+    envs = [env_from_config(run.config, seed) for seed in seeds]
     # The planner's candidates come from torch's RNG: seeded from --seed, the same command gives
     # the same returns (same machine, precision and thread count).
     seed_everything(episode_seed(seed_base, 0, Stream.EVALUATE_RNG))
     steps = envs[0].agent_steps_per_episode  # the time limit: no episode runs longer
-    bar = tqdm(total=steps, desc=f"{args.episodes} episodes at once", unit="step",
-               dynamic_ncols=True, disable=args.no_progress)
+    bar = tqdm(total=steps, desc=f"{len(envs)} episodes at once", unit="step",
+               dynamic_ncols=True, disable=no_progress)
 
     def on_step(step: int) -> None:
         bar.update(min(step, steps) - bar.n)
@@ -117,32 +149,22 @@ def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None,
         for env in envs:
             env.close()
         run.components.env.close()
-    returns = np.array([float(episode["reward"].sum()) for episode in episodes])
-    lengths = [len(episode["obs"]) - 1 for episode in episodes]
-    stats = {
-        "mean": float(returns.mean()), "std": float(returns.std()),
-        "min": float(returns.min()), "max": float(returns.max()),
-    }
-    for index, (value, length) in enumerate(zip(returns, lengths, strict=True)):
-        print(f"  episode {index}: return {value:8.2f}  ({length} agent steps)")
-    print(f"return: mean {stats['mean']:.2f}, std {stats['std']:.2f}, "
-          f"min {stats['min']:.2f}, max {stats['max']:.2f}")
-    summary = {
-        **run.summary(),
-        "episodes": args.episodes,
-        "seed": seed_base,
-        "env_seeds": seeds,
-        "returns": [float(value) for value in returns],
-        "agent_steps": lengths,
-        "action_repeat": envs[0].action_repeat,
-        "max_episode_steps": run.config.env.max_episode_steps,
-        **{f"return_{key}": value for key, value in stats.items()},
-        "video": str(video) if video else None,
-        "sheet": str(sheet) if sheet else None,
-    }
+    return episodes, envs[0].action_repeat
+
+
+def return_stats(returns: list[float]) -> dict[str, float]:
+    """Mean, std (ddof 0), min and max of the episodes' returns."""
+    values = np.array(returns, float)
+    return {"mean": float(values.mean()), "std": float(values.std()),
+            "min": float(values.min()), "max": float(values.max())}
+
+
+def write_pictures(args: argparse.Namespace, episodes: list[dict], action_repeat: int,
+                   video: Path | None, sheet: Path | None) -> None:
+    """The --video (every episode, one after another) and the --sheet (a row per episode)."""
     if video is not None:
         # Real time for dm_control (0.02 s per env step); other envs get the same rate.
-        fps = args.fps or 50.0 / envs[0].action_repeat
+        fps = args.fps or 50.0 / action_repeat
         write_video(video, agent_video_frames(episodes, args.size // 64), fps)
         frames = sum(len(episode["obs"]) for episode in episodes)
         print(f"wrote {video} ({frames} frames, {args.size}x{args.size})")
@@ -151,10 +173,6 @@ def evaluate_run(args: argparse.Namespace, run_dir: Path, video: Path | None,
         write_image(sheet, image)
         print(f"wrote {sheet} ({len(episodes)} rows of {args.sheet_columns} frames, "
               f"{image.shape[1]}x{image.shape[0]})")
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {json_path}")
-    return 0
 
 
 def agent_video_frames(episodes: list[dict], scale: int) -> Iterator[np.ndarray]:

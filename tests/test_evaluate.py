@@ -177,3 +177,20 @@ def test_image_commands_refuse_a_symbolic_run(tmp_path, capsys):
                              tmp_path / "eval.json")
     assert code == 0, err
     assert json.loads((tmp_path / "eval.json").read_text())["agent_steps"] == [10]
+
+
+def test_each_video_frame_carries_its_own_step_and_return_so_far(monkeypatch):
+    """Row t of an episode is (a_{t-1}, r_{t-1}, o_t): frame t shows o_t and the return of the
+    rewards up to it. Synthetic episode: o_t filled with 10 t, every reward 1 after the reset."""
+    import planet.evaluate as evaluate
+
+    texts = []
+    monkeypatch.setattr(evaluate, "label_frame",
+                        lambda frame, text, scale: texts.append(text) or frame)
+    obs = np.stack([np.full((3, 64, 64), 10 * t, np.uint8) for t in range(6)])
+    episode = {"obs": obs, "reward": np.array([0, 1, 1, 1, 1, 1], np.float32)}
+    frames = list(evaluate.agent_video_frames([episode, episode], scale=2))
+    assert len(frames) == 12 and frames[0].shape == (128, 128, 3)
+    assert [int(frame[64, 64, 0]) for frame in frames[:6]] == [0, 10, 20, 30, 40, 50]
+    assert texts[:6] == [f"ep 1/2 | t={t} | R={t:.1f}" for t in range(6)]
+    assert texts[6].startswith("ep 2/2 | t=0 |")
