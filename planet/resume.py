@@ -293,11 +293,49 @@ def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:
     """Prepare `run_dir` (it must be locked): a new run, or the newest usable checkpoint loaded
     with its replay, the episodes and events logged past it dropped, and a line in resumes.jsonl.
     """
-    from planet.checkpoint import check_fits_config
     from planet.components import build
     from planet.logging import Logger
-    from planet.run_files import check_run_folder, load_run_config
     from planet.utils import seed_everything
+
+    found, changes = check_folder_and_find_checkpoint(config, run_dir, log)
+    seed_everything(config.seed, config.machine.deterministic)
+    components = build(config, env, log=log)
+    replay_rng = np.random.default_rng(config.seed)
+    if found is None:
+        state = TrainingState()
+        replay = EpisodeReplay(None, config.train.bit_depth, config.train.max_episodes_in_memory)
+    else:
+        checkpoint_path, payload, replay = found
+        state = TrainingState.restore(payload, components, replay_rng, checkpoint_path,
+                                      run_dir / "config.json")
+        age = time.time() - checkpoint_path.stat().st_mtime
+        log(f"resuming from {checkpoint_path.name}: {state.episode} episodes, "
+            f"{state.env_steps} env steps, saved {age:.0f} s ago")
+        for change in changes:
+            log(f"resume: allowed change {change}")
+        append_resume_record(run_dir, checkpoint_path, state, changes)
+    # Episode files past the resume point were collected after it (their checkpoint was never
+    # written or was unusable): drop them; those episodes are collected again.
+    episodes_dir = run_dir / "episodes"
+    drop_episode_files_from(episodes_dir, state.episode)
+    replay.directory = episodes_dir  # each new episode is written here as it completes
+    atomic_write_bytes(run_dir / "config.json", (config.to_json() + "\n").encode())
+    # Events a killed run logged past the resume point are purged (steps are env steps).
+    purge_step = state.env_steps + 1 if (run_dir / "tb").exists() else None
+    if purge_step is not None:
+        after_last_event_file(run_dir / "tb")
+    logger = Logger(run_dir, state.episode, purge_step=purge_step, warn=log,
+                    rebuild=metrics_rebuilder(replay, components.env.action_repeat, config))
+    return OpenRun(config, run_dir, components, replay, replay_rng, state, logger,
+                   resumed=found is not None)
+
+
+def check_folder_and_find_checkpoint(config: Config, run_dir: Path, log):
+    """Before anything is built: refuse a folder or config that cannot be run or resumed, clear
+    the temporary files of a killed write, and find the checkpoint to resume from. Returns
+    ((path, payload, replay) or None for a new run, the allowed config changes)."""
+    from planet.checkpoint import check_fits_config
+    from planet.run_files import check_run_folder, load_run_config
 
     checkpoint_dir, episodes_dir = run_dir / "checkpoints", run_dir / "episodes"
     config_path = run_dir / "config.json"
@@ -313,41 +351,14 @@ def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:
         remove_temporary_files(directory)  # left by a kill in the middle of a write
     found = resume_point(run_dir, config, log) if resuming else None
     if found is not None:
-        checkpoint_path, payload, saved_replay = found
+        checkpoint_path, payload, _ = found
         # config.json may have been edited since the checkpoint was written: a checkpoint
         # that does not fit the model is refused in one line before the model is built, and
         # any other change that is not resumable is refused too.
         check_fits_config(config, payload, checkpoint_path, config_path)
         if (saved := checkpoint_config(payload)) is not None:
             changes = check_resume_config(saved, config, saved_in=str(checkpoint_path))
-    seed_everything(config.seed, config.machine.deterministic)
-    components = build(config, env, log=log)
-    replay_rng = np.random.default_rng(config.seed)
-    state = TrainingState()
-    replay = EpisodeReplay(None, config.train.bit_depth, config.train.max_episodes_in_memory)
-    if found is not None:
-        replay = saved_replay
-        state = TrainingState.restore(payload, components, replay_rng, checkpoint_path,
-                                      config_path)
-        age = time.time() - checkpoint_path.stat().st_mtime
-        log(f"resuming from {checkpoint_path.name}: {state.episode} episodes, "
-            f"{state.env_steps} env steps, saved {age:.0f} s ago")
-        for change in changes:
-            log(f"resume: allowed change {change}")
-        append_resume_record(run_dir, checkpoint_path, state, changes)
-    # Episode files past the resume point were collected after it (their checkpoint was never
-    # written or was unusable): drop them; those episodes are collected again.
-    drop_episode_files_from(episodes_dir, state.episode)
-    replay.directory = episodes_dir  # from here on, each new episode is written as it completes
-    atomic_write_bytes(config_path, (config.to_json() + "\n").encode())
-    # Events a killed run logged past the resume point are purged (steps are env steps).
-    purge_step = state.env_steps + 1 if (run_dir / "tb").exists() else None
-    if purge_step is not None:
-        after_last_event_file(run_dir / "tb")
-    logger = Logger(run_dir, state.episode, purge_step=purge_step, warn=log,
-                    rebuild=metrics_rebuilder(replay, components.env.action_repeat, config))
-    return OpenRun(config, run_dir, components, replay, replay_rng, state, logger,
-                   resumed=found is not None)
+    return found, changes
 
 
 def append_resume_record(run_dir: Path, checkpoint_path: Path, state: TrainingState,
