@@ -18,7 +18,8 @@ if [ -z "$python" ]; then
   if [ -x "$root/.venv/bin/python" ]; then python="$root/.venv/bin/python"; else python=python3; fi
 fi
 
-# Versions within setup.sh's range (pyproject: gymnasium>=1.3,<1.4); both are pure Python.
+# Versions within pyproject's range (gymnasium>=1.3,<1.4), which setup.sh installs; both are
+# pure Python.
 wheels=(gymnasium==1.3.0 farama-notifications==0.0.6)
 if [ "${1:-}" = "--fetch-wheels" ]; then
   "$python" -m pip download -q --no-deps --only-binary=:all: -d "$root/.whl" "${wheels[@]}"

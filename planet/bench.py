@@ -100,7 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "`planet train` uses without a GPU)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. --set planner.candidates=500")
-    parser.add_argument("--env", help="task to time the env step on (default: the config's)")
+    parser.add_argument("--env", help="task to time the env step on, and whose action repeat "
+                        "and episode length the episode figure counts (default: the config's)")
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed repeats per figure and path, after one warm-up (default 5)")
     parser.add_argument("--env-steps", type=int, default=20,

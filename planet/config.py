@@ -40,7 +40,8 @@ class EnvConfig:
     symbolic: bool = False
     """Use the low-dimensional state vector instead of pixels."""
     max_episode_steps: int = 1000
-    """Env steps per episode before truncation (paper: 1000, i.e. 1000 / R agent steps)."""
+    """Env steps per episode before truncation (paper: 1000, i.e. 1000 / R agent steps); an
+    env's own shorter limit wins (a Gymnasium env's time limit, toy:dot's 30)."""
 
 
 @dataclass
@@ -78,7 +79,7 @@ class TrainConfig:
     batch_size: int = 50
     """Sequence chunks per update (paper: B = 50)."""
     chunk_length: int = 50
-    """Steps per chunk (paper: L = 50)."""
+    """Rows per chunk (paper: L = 50)."""
     learning_rate: float = 1e-3
     """Adam learning rate (paper: 1e-3)."""
     adam_eps: float = 1e-4

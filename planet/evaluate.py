@@ -10,9 +10,10 @@ numbers are seeded from S too, so the same command gives the same returns.
 
 eval.json (RUN_DIR/eval.json unless --json) holds the per-episode returns and seeds, their mean,
 std, min and max, and where they come from: the checkpoint file, the episodes and env steps it was
-trained for, and the hash of the run's config. The video (mp4/webm by ffmpeg, gif by Pillow, chosen
-by the extension) shows the agent's own 64x64 camera view, upscaled with nearest-neighbour
-(--size, default 256) and labelled, episode after episode. The sheet (PNG) is the same frames as
+trained for, the hash of config.json as the run wrote it, and the overrides this command applied.
+The video (mp4/webm by ffmpeg, gif by Pillow, chosen by the extension) shows the agent's own
+64x64 camera view, upscaled with nearest-neighbour (--size, default 256) and labelled, episode
+after episode. The sheet (PNG) is the same frames as
 one still picture: a row per episode, --sheet-columns frames evenly spaced from reset to the last
 step, for a page or an issue where a video cannot play.
 """
@@ -52,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="video and sheet frame size in pixels, a multiple of 64 "
                         "(default 256)")
     parser.add_argument("--fps", type=float, default=0,
-                        help="video frame rate (default: real time, 50 / action repeat)")
+                        help="video frame rate (default 50 / action repeat: real time for "
+                        "dm_control tasks)")
     parser.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default: newest)")
     parser.add_argument("--json", metavar="PATH", help="where to write eval.json "
                         "(default RUN_DIR/eval.json)")
@@ -73,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
     if args.sheet_columns < 2:
         raise UsageError(f"--sheet-columns must be at least 2, got {args.sheet_columns}")
     if args.fps < 0:
-        raise UsageError(f"--fps must be positive (0: the env's own rate), got {args.fps}")
+        raise UsageError(f"--fps must be positive (0: 50 / action repeat), got {args.fps}")
     video = check_video_path(args.video) if args.video else None
     sheet = Path(args.sheet) if args.sheet else None
     if sheet is not None and sheet.suffix.lower() != ".png":

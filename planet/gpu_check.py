@@ -450,8 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-seconds", type=float,
                         help="training budget in seconds (default 100; 2 with --quick)")
     parser.add_argument("--budget-s", type=float, default=420.0,
-                        help="the whole check's time limit: later stages get what is left "
-                        "(default 420)")
+                        help="the whole check's time target: each stage's limit is cut to "
+                        "what is left, but never below 10 s (default 420)")
     # The training stage's own process (internal).
     parser.add_argument("--train-worker", metavar="RUN_DIR", help=argparse.SUPPRESS)
     parser.add_argument("--preset", default="paper", help=argparse.SUPPRESS)

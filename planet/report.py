@@ -3,8 +3,9 @@
     planet report SWEEP_DIR [--at-env-steps 100000,500000] [--out SWEEP_DIR/report]
 
 For each task (and grid value) and each requested env-step count S, every run contributes the
-mean return of its last noise-free evaluation at or before S (no interpolation); runs that have
-not reached S yet are left out of that cell, and the cell says how many seeds it holds. The
+mean return of its last noise-free evaluation at or before S (no interpolation); runs without
+one (S not reached yet, or first evaluated later) are left out of that cell, and the cell says
+how many seeds it holds. The
 mean and the standard deviation (ddof 0) are over those runs. Published figures for the same S
 (planet.references) sit beside them, and so does a random policy's return: the mean over the
 runs' seed episodes, which act uniformly at random in the same env (same action repeat and
@@ -41,8 +42,8 @@ from planet.logging import read_metrics
 from planet.references import REFERENCES, TASKS, references_at, task_of
 
 METHOD = ("mean over seeds of each run's last noise-free evaluation at or before the step "
-          "count (no interpolation); std over seeds with ddof 0; runs that have not reached the "
-          "step count are left out of it")
+          "count (no interpolation); std over seeds with ddof 0; runs without one (not there "
+          "yet, or first evaluated later) are left out of it")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -101,7 +101,9 @@ def resume_point(run_dir: Path, config: Config, log=print):
 
     Fallback: a checkpoint that fails its checksum, or whose replay holds a damaged or missing
     episode file, is skipped for the next older one, and set aside as `*.damaged` so that a
-    later resume cannot pick it up once new episodes are written. Raises TrainError naming
+    later resume cannot pick it up once new episodes are written (one that lacks a counter a
+    resume needs is skipped the same way). A checkpoint that cannot be read at all (permissions,
+    an I/O error) is not damage: TrainError, and nothing is set aside. Raises TrainError naming
     every problem when no checkpoint can be used.
     """
     checkpoint_dir, episodes_dir = run_dir / "checkpoints", run_dir / "episodes"
@@ -127,8 +129,8 @@ def resume_point(run_dir: Path, config: Config, log=print):
         except (CheckpointError, ReplayError) as error:
             if isinstance(error, CheckpointError) and not error.damaged:
                 # Falling back would drop the episodes this checkpoint covers.
-                raise TrainError(f"{error}; nothing in {run_dir} was changed. Fix that, then "
-                                 "resume again") from None
+                raise TrainError(f"{error}; no checkpoint or episode file was set aside or "
+                                 "deleted. Fix that, then resume again") from None
             log(f"warning: {error}; trying an older checkpoint")
             problems.append(error.reason)
             skipped.append(path)

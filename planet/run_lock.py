@@ -42,7 +42,8 @@ def lock_path(run_dir: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def hold_run_dir(run_dir: str | Path, command: str, wait: float = 0.0) -> Iterator[Path]:
+def hold_run_dir(run_dir: str | Path, command: str, wait: float = 0.0,
+                 what: str = "run dir") -> Iterator[Path]:
     """Hold the exclusive lock on `run_dir` (created if missing) for the `with` block.
 
     Args:
@@ -50,6 +51,7 @@ def hold_run_dir(run_dir: str | Path, command: str, wait: float = 0.0) -> Iterat
         command: what the holder is doing, e.g. "planet train" (shown to a second writer).
         wait: seconds to keep retrying (every RETRY_SECONDS) while another process holds it;
             0 tries once.
+        what: the folder's name in the error ("sweep folder" for `planet sweep`'s).
     Yields:
         The lock file's path.
     Raises:
@@ -63,14 +65,14 @@ def hold_run_dir(run_dir: str | Path, command: str, wait: float = 0.0) -> Iterat
     path = lock_path(run_dir)
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        _acquire(descriptor, run_dir, path, wait)
+        _acquire(descriptor, run_dir, path, wait, what)
         _write_holder(descriptor, command)
         yield path
     finally:
         os.close(descriptor)  # closing the last descriptor releases the lock
 
 
-def _acquire(descriptor: int, run_dir: Path, path: Path, wait: float) -> None:
+def _acquire(descriptor: int, run_dir: Path, path: Path, wait: float, what: str) -> None:
     deadline = time.monotonic() + max(wait, 0.0)
     while True:
         try:
@@ -79,7 +81,7 @@ def _acquire(descriptor: int, run_dir: Path, path: Path, wait: float) -> None:
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 raise RunLockedError(
-                    f"run dir {run_dir} is in use by {describe_holder(path)}; "
+                    f"{what} {run_dir} is in use by {describe_holder(path)}; "
                     "wait for it to finish or stop it"
                 ) from None
             time.sleep(RETRY_SECONDS)

@@ -9,10 +9,11 @@ Each point of envs x seeds x grid is one Ray task that calls the same `train()` 
 so every run is an ordinary run folder (evaluate, predict, plot and watch work on it):
 
     OUT/sweep.json                 the command and every run's resolved config
+    OUT/.lock                      held by the one driver of this folder while it runs
     OUT/<task>[/<grid>]/s<seed>/   run folders, each with train.log (the run's own output)
                                    and sweep-attempts.jsonl (one line per start and end)
 
-The run folders are the sweep's only state. Running the same command again skips finished runs
+Where each run stands is in its run folder. Running the same command again skips finished runs
 and resumes the others from their last checkpoint; a different grid or config into the same
 folder is refused with the differences. Ray places the runs (a local Ray instance by default,
 an existing cluster with --address) and retries a run whose worker dies or raises an unexpected
@@ -75,7 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "else cpu)")
     parser.add_argument("--out", required=True, help="sweep folder (run folders go inside)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field in every run")
+                        help="override a config field in every run (not env.name, seed or "
+                        "train.episodes: --envs, --seeds and --episodes set those)")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                         help="sweep a config field over values (repeat for a product)")
     parser.add_argument("--address", default=None,
@@ -88,7 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parallel", type=int, default=0,
                         help="at most this many runs at once (default: as many as fit)")
     parser.add_argument("--retries", type=int, default=2,
-                        help="times a failed run is retried before it is reported (default 2)")
+                        help="times a run whose worker dies or raises an unexpected error is "
+                        "retried before it is reported; errors meant for the user are not "
+                        "retried (default 2)")
     parser.add_argument("--no-progress", action="store_true",
                         help="a line per change instead of a refreshing status block")
 
@@ -598,7 +602,7 @@ def main(args: argparse.Namespace) -> int:
 
     # One driver per sweep folder: a second one would start the same runs again, and each of
     # its tasks would wait for the first one's run locks and then fail.
-    with hold_run_dir(out, "planet sweep"):
+    with hold_run_dir(out, "planet sweep", what="sweep folder"):
         return run_plan(out, plan, args)
 
 

@@ -92,7 +92,8 @@ def train(
 
 
 def run_algorithm_1(run: OpenRun, progress: bool, log, fault_hook, on_episode) -> dict[str, Any]:
-    """Algorithm 1 from the run's next episode to `train.episodes`, one checkpoint per episode."""
+    """Algorithm 1 from the run's next episode to `train.episodes`, with a checkpoint every
+    `checkpoint_interval` episodes, at the end, and at a stop asked for by `on_episode`."""
     config, state, components = run.config, run.state, run.components
     total, start = config.train.episodes, state.episode
     log(f"training {config.env.name} on {components.device} ({components.dtype}), "

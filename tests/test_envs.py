@@ -212,3 +212,14 @@ def test_a_gymnasium_mujoco_env_renders_headless_without_mujoco_gl():
                          env=environ, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "(3, 64, 64) True"
+
+
+def test_a_missing_dm_control_package_is_named_as_one(monkeypatch):
+    import planet.envs.dmc as dmc
+
+    def missing():
+        raise ModuleNotFoundError("No module named 'shimmy'", name="shimmy")
+
+    monkeypatch.setattr(dmc, "import_dm_control", missing)
+    with pytest.raises(EnvError, match="need the package 'shimmy', which is not installed"):
+        make_env("cartpole-swingup")

@@ -264,7 +264,8 @@ def test_an_unreadable_checkpoint_stops_the_resume_and_changes_nothing(reference
     with pytest.raises(TrainError) as error:
         train(make_config("--episodes", str(EPISODES + 1)), run_dir, progress=False, log=quiet)
     assert f"cannot read checkpoint {newest}: Permission denied" in str(error.value)
-    assert "nothing in" in str(error.value) and "trying an older" not in str(error.value)
+    assert "no checkpoint or episode file was set aside" in str(error.value)
+    assert "trying an older" not in str(error.value)
     monkeypatch.undo()
     assert run_files() == files and len(files) > 5
 

@@ -292,7 +292,7 @@ def test_a_second_driver_on_one_sweep_folder_is_refused(tmp_path: Path, capsys):
                          "--episodes", "0"])
     error = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(error) == 1, error
-    assert f"is in use by planet sweep (pid {os.getpid()} on host" in error[0]
+    assert f"sweep folder {out} is in use by planet sweep (pid {os.getpid()} on host" in error[0]
     assert not (out / "sweep.json").exists()
 
 

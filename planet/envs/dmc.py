@@ -49,6 +49,9 @@ def make_dmc_env(name: str, seed: int, image_size: int, symbolic: bool) -> gym.E
         raise EnvError(missing_gl_message())
     try:
         suite, DmControlCompatibilityV0 = import_dm_control()
+    except ModuleNotFoundError as error:  # a package, not the renderer
+        raise EnvError(f"dm_control tasks need the package {error.name!r}, which is not "
+                       "installed: ./setup.sh install") from None
     except (ImportError, RuntimeError) as error:
         # EGL is picked when its libraries exist; without a vendor library (libegl-mesa0 on
         # a CPU machine) it cannot open a display, and dm_control fails at import.
