@@ -177,14 +177,20 @@ def test_kill_during_update_phase_then_resume(reference, tmp_path, monkeypatch):
 
 
 def test_kill_while_collecting_then_rerun_same_command(reference, tmp_path, monkeypatch):
-    run_dir = tmp_path / "run"
-    run_killed(run_dir, "collect:2:10")  # after episode 2's updates, 10 steps into collecting
-    assert [m["episode"] for m in read_metrics(run_dir)] == [0, 1]
-    assert len(list((run_dir / "episodes").glob("*.npz"))) == 2  # the half episode is not kept
+    # After episode 2's updates, 10 steps into collecting: the half episode is not kept.
+    kill_then_rerun(tmp_path / "run", "collect:2:10", [0, 1], reference, monkeypatch)
+
+
+def kill_then_rerun(run_dir: Path, kill_at: str, logged: list[int], reference: Path,
+                    monkeypatch) -> None:
+    """SIGKILL a run at `kill_at` while its newest checkpoint covers 2 episodes; check what it
+    left (episodes `logged` in metrics and on disk), then run the same command again (no
+    --resume): it continues from that checkpoint and ends as the reference run did."""
+    run_killed(run_dir, kill_at)
+    assert [m["episode"] for m in read_metrics(run_dir)] == logged
+    assert len(list((run_dir / "episodes").glob("*.npz"))) == len(logged)
     payload = load_checkpoint(list_checkpoints(run_dir / "checkpoints")[0])
     assert payload["episode"] == 2
-
-    # The same command again (no --resume) continues the run too.
     argv = ["train", *ARGS, "--run-dir", str(run_dir), "--no-progress"]
     captured = resume_via_cli(run_dir, argv, monkeypatch)
     assert_same_state(captured, payload, run_dir, make_config())
@@ -201,16 +207,7 @@ def test_kill_after_an_episode_is_logged_and_before_its_checkpoint(reference, tm
                                                                    monkeypatch):
     """A real SIGKILL at that point: episode 2's file and metrics line exist, its checkpoint
     does not; the rerun drops both, collects episode 2 again and logs the reference's numbers."""
-    run_dir = tmp_path / "run"
-    run_killed(run_dir, "checkpoint:2:0")
-    assert [m["episode"] for m in read_metrics(run_dir)] == [0, 1, 2]
-    assert len(list((run_dir / "episodes").glob("*.npz"))) == 3
-    payload = load_checkpoint(list_checkpoints(run_dir / "checkpoints")[0])
-    assert payload["episode"] == 2
-    argv = ["train", *ARGS, "--run-dir", str(run_dir), "--no-progress"]
-    captured = resume_via_cli(run_dir, argv, monkeypatch)
-    assert_same_state(captured, payload, run_dir, make_config())
-    assert_complete(run_dir, reference)
+    kill_then_rerun(tmp_path / "run", "checkpoint:2:0", [0, 1, 2], reference, monkeypatch)
 
 
 def test_kill_between_episode_file_and_checkpoint(reference, tmp_path):
