@@ -76,35 +76,35 @@ def test_reconstruction_and_reward_reductions(device):
 
 
 class AddActionRSSM(RSSM):
-    """Mock transition: belief_{t+1} = belief_t + action_t; prior mean = belief, std 1."""
+    """Mock transition: h' = h + s + a; prior mean = h', std 1 (so a sample, the mean, is h')."""
 
     def __init__(self):
         super().__init__(action_size=1, embedding_size=1, belief_size=1, state_size=1)
 
     def transition(self, belief, state, action):
-        return belief + action
+        return belief + state + action
 
     def prior(self, belief):
         return Gaussian(belief, torch.ones_like(belief))
 
 
 def test_overshooting_against_a_hand_worked_table(monkeypatch, device):
+    """Distinct actions and start states, so that the action rows used (row t holds a_{t-1})
+    and the start from the posterior sample s_t both show in the numbers."""
     monkeypatch.setattr(Gaussian, "sample", lambda self: self.mean)
     rssm = AddActionRSSM().to(device)
-    steps = 4
-    # Posterior beliefs 0, 1, 2, 3 from actions 1 each; posterior means 0, 0, 0, 0.
-    beliefs = torch.arange(steps, dtype=torch.float32, device=device).reshape(steps, 1, 1)
-    action = torch.ones(steps, 1, 1, device=device)
-    posterior = Gaussian(torch.zeros(steps, 1, 1, device=device),
-                         torch.ones(steps, 1, 1, device=device))
-    # A d-step prediction from start t has belief t + d, so its prior mean is t + d and
-    # KL(N(0,1) || N(t+d, 1)) = (t+d)^2 / 2. Pairs with d >= 2: (t=0,d=2) -> 2, (t=0,d=3) -> 4.5,
-    # (t=1,d=2) -> 4.5; with free nats 0 the mean is 11 / 3.
-    value = overshooting_kl_loss(rssm, beliefs, beliefs.clone(), action, posterior, 3, 0.0)
-    assert value.item() == pytest.approx(11 / 3)
-    # Free nats apply per (t, d) term: with 3 free nats -> (3 + 4.5 + 4.5) / 3.
-    value = overshooting_kl_loss(rssm, beliefs, beliefs.clone(), action, posterior, 3, 3.0)
-    assert value.item() == pytest.approx(12 / 3)
+    column = lambda *values: torch.tensor(values, device=device).reshape(-1, 1, 1)  # noqa: E731
+    beliefs, states = column(0.0, 0.0, 0.0, 0.0), column(0.5, 0.25, 0.0, 0.0)
+    action = column(1.0, 2.0, 4.0, 8.0)  # a_{-1}, a_0, a_1, a_2
+    posterior = Gaussian(column(0.0, 0.0, 0.0, 0.0), column(1.0, 1.0, 1.0, 1.0))
+    # From t = 0: h1 = 0 + 0.5 + a_0 = 2.5, then s1 = h1; h2 = 2 h1 + a_1 = 9; h3 = 2 h2 + a_2 = 26.
+    # From t = 1: h1 = 0.25 + a_1 = 4.25; h2 = 2 h1 + a_2 = 16.5. KL(N(0, 1) || N(m, 1)) = m^2 / 2
+    # for the pairs with d >= 2: 40.5 (t=0, d=2), 338 (t=0, d=3), 136.125 (t=1, d=2).
+    value = overshooting_kl_loss(rssm, beliefs, states, action, posterior, 3, 0.0)
+    assert value.item() == pytest.approx((40.5 + 338 + 136.125) / 3)
+    # Free nats clamp each (t, d) term on its own: 50 lifts only the first.
+    value = overshooting_kl_loss(rssm, beliefs, states, action, posterior, 3, 50.0)
+    assert value.item() == pytest.approx((50 + 338 + 136.125) / 3)
 
 
 def test_overshooting_matches_a_slow_loop(device):
