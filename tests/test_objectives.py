@@ -36,7 +36,8 @@ def test_kl_of_hand_set_gaussians(device):
 
 
 def _kl_with_total(total: float, device=None) -> tuple[Gaussian, Gaussian]:
-    """Posterior and prior whose KL, summed over 30 dims, is `total` (0.1 per dim less...)."""
+    """Posterior and prior whose KL, summed over 30 dims, is `total`: m^2 / 2 per dim, m the same
+    in every dim."""
     # KL(N(m, 1) || N(0, 1)) = m^2 / 2 per dim; spread the total over 30 dims.
     mean = torch.full((1, 30), (2 * total / 30) ** 0.5, requires_grad=True, device=device)
     ones = torch.ones(1, 30, device=device)
