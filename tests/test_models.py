@@ -8,10 +8,11 @@ from planet.models.rssm import RSSM, Gaussian
 from planet.models.world_model import WorldModel
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast"])  # training's default
 @pytest.mark.parametrize("steps,batch", [(1, 1), (7, 5)])
-def test_encoder_decoder_reward_shapes(steps, batch, device):
+def test_encoder_decoder_reward_shapes(steps, batch, fast, device):
     torch.manual_seed(0)
-    encoder, decoder, reward = ConvEncoder(1024), ConvDecoder(230), RewardModel(230)
+    encoder, decoder, reward = ConvEncoder(1024), ConvDecoder(230, fast=fast), RewardModel(230)
     encoder, decoder, reward = encoder.to(device), decoder.to(device), reward.to(device)
     obs = torch.rand(steps, batch, 3, 64, 64, device=device) - 0.5
     embedding = encoder(obs)
