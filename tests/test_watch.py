@@ -77,8 +77,11 @@ def test_watch_draws_frames_under_xvfb(smoke_run, tmp_path):
     # The window: caption (36) + 64 * 4 high, 2 * 64 * 4 + 8 wide, with real, varied content.
     assert tuple(bottom_right - top_left + 1) == (36 + 256, 2 * 256 + 8)
     window = screen[top_left[0] : bottom_right[0] + 1, top_left[1] : bottom_right[1] + 1]
-    real_frame = window[36:, :256]
+    real_frame, reconstruction = window[36:, :256], window[36:, 256 + 8:]
     assert real_frame.std() > 10 and len(np.unique(real_frame.reshape(-1, 3), axis=0)) > 50
+    # The model's side is drawn too: not blank, and not a copy of the real frame.
+    assert reconstruction.std() > 5 and len(np.unique(reconstruction.reshape(-1, 3), axis=0)) > 50
+    assert not np.array_equal(reconstruction, real_frame)
 
 
 def test_watch_without_display_fails_cleanly(smoke_run, capsys, monkeypatch):
