@@ -94,7 +94,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.sh -nt "$stam
       .venv/bin/python -m pip install -q "$torch_spec" --index-url https://download.pytorch.org/whl/cpu
     fi
   fi
-  .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
+  # Quiet when it works (setuptools' notes about editable installs are not for the user); the
+  # whole output when it does not.
+  if ! .venv/bin/python -m pip install -q -e ".[test]" > .venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    say "ERROR: pip could not install planet's packages (above; kept in .venv/pip-install.log)"
+    exit 1
+  fi
   .venv/bin/python -c "import planet, torch, dm_control, gymnasium" \
     || { say "ERROR: the Python install failed (see above)"; exit 1; }
   touch "$stamp"
