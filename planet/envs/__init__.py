@@ -64,46 +64,57 @@ def make_env(
     `max_episode_steps` counts env steps, action repeats included (1000: 125 agent steps at
     action repeat 8). An env with a shorter length of its own keeps it: the toy env's 30 steps,
     a Gymnasium env's registered time limit (Pendulum-v1: 200)."""
-    family, task = parse_env_name(name)
     repeat = action_repeat or default_action_repeat(name)
+    env, own_limit = base_env(name, seed, image_size, symbolic)
+    agent_steps = max(1, min(max_episode_steps, own_limit or max_episode_steps) // repeat)
+    env = wrap(env, name, repeat, agent_steps, image_size, symbolic)
+    env.action_repeat = repeat
+    env.agent_steps_per_episode = agent_steps
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    return env
+
+
+def base_env(name: str, seed: int, image_size: int, symbolic: bool) -> tuple[gym.Env, int | None]:
+    """The env a name stands for, unwrapped, and its own episode length in env steps (None when
+    it has none)."""
+    family, task = parse_env_name(name)
     if family == "dmc":
         from planet.envs.dmc import make_dmc_env
 
-        env = make_dmc_env(task, seed, image_size, symbolic)
-    elif family == "toy":
+        return make_dmc_env(task, seed, image_size, symbolic), None
+    if family == "toy":
         if task != "dot":
             raise EnvError(f"unknown toy env {task!r}; {VALID_FORMS}")
         env = DotEnv(size=image_size)
-        max_episode_steps = min(max_episode_steps, env.episode_steps)  # both in env steps
-    else:
-        env = _make_gym_env(task, symbolic)
-        if env.spec is not None and env.spec.max_episode_steps:  # gym.make's own TimeLimit
-            max_episode_steps = min(max_episode_steps, env.spec.max_episode_steps)
+        return env, env.episode_steps
+    env = _make_gym_env(task, symbolic)
+    return env, (env.spec.max_episode_steps or None) if env.spec is not None else None
+
+
+def wrap(env: gym.Env, name: str, repeat: int, agent_steps: int, image_size: int,
+         symbolic: bool) -> gym.Env:
+    """PlaNet's view of an env: actions in [-1, 1], each repeated `repeat` times, `agent_steps`
+    agent steps per episode, and observations that are either float32 state vectors or
+    (3, image_size, image_size) uint8 frames rendered once per agent step."""
     _check_action_space(name, env.action_space)
     if not np.allclose(env.action_space.low, -1) or not np.allclose(env.action_space.high, 1):
         # float32 bounds: float64 ones make gymnasium warn that it lowers their precision.
         env = RescaleAction(env, np.float32(-1.0), np.float32(1.0))
     if repeat > 1:
         env = RepeatAction(env, repeat)
-    agent_steps = max(1, max_episode_steps // repeat)
     env = TimeLimit(env, agent_steps)
     if symbolic:
         if isinstance(env.observation_space, gym.spaces.Dict):
             env = FlattenObservation(env)
-        env = Float32Observation(env)
-    else:
-        try:
-            env = AddRenderObservation(env, render_only=True)
-        except gym.error.DependencyNotInstalled as error:
-            raise EnvError(f"{name}: rendering needs a missing package: {error}") from None
-        if env.observation_space.shape[:2] != (image_size, image_size):
-            env = ResizeObservation(env, (image_size, image_size))
-        env = ChannelsFirst(env)
-    env.action_repeat = repeat
-    env.agent_steps_per_episode = agent_steps
-    env.reset(seed=seed)
-    env.action_space.seed(seed)
-    return env
+        return Float32Observation(env)
+    try:
+        env = AddRenderObservation(env, render_only=True)
+    except gym.error.DependencyNotInstalled as error:
+        raise EnvError(f"{name}: rendering needs a missing package: {error}") from None
+    if env.observation_space.shape[:2] != (image_size, image_size):
+        env = ResizeObservation(env, (image_size, image_size))
+    return ChannelsFirst(env)
 
 
 def _make_gym_env(env_id: str, symbolic: bool) -> gym.Env:
