@@ -289,6 +289,7 @@ def train_one(run_dir: str, config_data: dict[str, Any], cpus: int, session: str
         append_attempt(folder, {"event": "end", "attempt": attempt, "session": session,
                                 "outcome": "error", "error": _last_line(error)})
         if isinstance(error, USER_ERRORS):
+            print(f"planet train: error: {error}", flush=True)  # into train.log
             return {"error": _last_line(error)}
         raise
     append_attempt(folder, {"event": "end", "attempt": attempt, "session": session,

@@ -232,6 +232,8 @@ def test_crashed_worker_is_retried_and_a_failing_run_is_reported(tmp_path: Path)
     assert "toy_dot/s1" in failed[0] and "RuntimeError: injected failure" in failed[0]
     assert "toy_dot/s2" in failed[1] and "TrainError: injected user error" in failed[1]
     assert [end["outcome"] for end in attempts(out / "toy_dot" / "s2", "end")] == ["error"]
+    assert "planet train: error: injected user error" in (out / "toy_dot" / "s2" / LOG_FILE
+                                                           ).read_text()
     killed = out / "toy_dot" / "s0"
     assert [a["attempt"] for a in attempts(killed)] == [1, 2]
     assert episodes_logged(killed) == [0, 1, 2]
