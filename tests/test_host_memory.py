@@ -39,7 +39,7 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again():
 def test_training_and_bench_apply_it_only_where_asked(monkeypatch):
     import planet.components as components
     from planet.bench import REFERENCE_OVERRIDES
-    from planet.config import make_config
+    from planet.config import apply_overrides, make_config
 
     calls = []
     monkeypatch.setattr(components, "reuse_freed_host_memory",
@@ -50,4 +50,8 @@ def test_training_and_bench_apply_it_only_where_asked(monkeypatch):
     config.machine.reuse_host_memory = False
     components.build(config)
     assert calls == [1]
-    assert REFERENCE_OVERRIDES["machine.reuse_host_memory"] is False
+    # The bench's reference path (a plain port) is built without it.
+    reference = make_config("smoke", {"env.name": "toy:dot", "device": "cpu"})
+    apply_overrides(reference, REFERENCE_OVERRIDES)
+    components.build(reference)
+    assert calls == [1]
