@@ -9,9 +9,10 @@ itself, and which training episodes were real catches. No checkpoint is needed.
 The reward is 1 per env step while the ball is in the cup (1000 env steps per episode). Part 1
 holds the cup still (zero actions) from `--starts` initial states (task seeds 0, 1, ...) and
 counts the episodes that score anyway: the ball starts above the cup and falls in. Part 2 sorts
-each run's training episodes (metrics.jsonl, exploration noise on) into no reward, a catch
-(some reward, below HELD) and held from the start (HELD or more), and finds the first episode
-after which catches are common.
+each run's training episodes (metrics.jsonl: the seed episodes random, the rest with exploration
+noise) into no reward, a catch (some reward, below HELD) and held (HELD or more: in the cup from
+about the first 150 env steps, by itself or by a quick catch), and finds the first episode that
+starts 10 in a row with COMMON or more catches.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def draw(still: list[float], runs: dict[str, list[float]], path: Path) -> None:
                          label=f"catches common from {common}")
         axes.axhline(HELD, color="tab:orange", linestyle=":", linewidth=1)
         axes.set_ylabel("return")
-        axes.set_title(f"{name}: training episodes (exploration noise on)")
+        axes.set_title(f"{name}: training episodes (seed episodes random, then exploration noise)")
         axes.legend(fontsize=8, loc="center left")
         axes.grid(alpha=0.3)
     axes.set_xlabel("training episode")
