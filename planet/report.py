@@ -311,7 +311,7 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
                 ours = "no evaluation yet" if cell["no_evaluation"] else "not reached"
             else:
                 ours = f"{cell['mean']:.0f} ± {cell['std']:.0f} ({cell['seeds']})"
-            if row["unfinished"]:
+            if will_change(row, steps):
                 ours += " *"
             label = f"{row['task']} [{row['grid']}]" if row["grid"] else row["task"]
             values = [_number(row["references"][key].get(ref.label)) for ref in refs]
@@ -320,7 +320,9 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
         for grid, mean in means[key].items():
             label = f"mean over tasks [{grid}]" if grid else "mean over tasks"
             ref_means = [_reference_mean(ref, summary) for ref in refs]
-            lines.append("| " + " | ".join([f"**{label}**", f"**{mean:.0f}**", "",
+            star = " *" if any(will_change(row, steps) for row in summary["groups"]
+                               if row["grid"] == grid) else ""
+            lines.append("| " + " | ".join([f"**{label}**", f"**{mean:.0f}**{star}", "",
                                             _number(random_mean(summary, grid)),
                                             *ref_means]) + " |")
         lines.append("")
@@ -328,13 +330,18 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
     unfinished = {name: steps for row in summary["groups"]
                   for name, steps in row["unfinished"].items()}
     if unfinished:
-        lines.append("\\* not finished: " + ", ".join(
-            f"{name} ({f'at {steps:,} steps' if steps else 'not started'})"
-            for name, steps in sorted(unfinished.items())))
+        listed = ", ".join(f"{name} ({f'at {steps:,} steps' if steps else 'not started'})"
+                           for name, steps in sorted(unfinished.items()))
+        lines.append(f"\\* a value that unfinished runs will still add to. Not finished: {listed}")
         lines.append("")
     lines.append("Sources: " + "; ".join(summary["sources"]) + ".")
     lines.append("")
     return "\n".join(lines)
+
+
+def will_change(row: dict[str, Any], steps: int) -> bool:
+    """Whether a cell at `steps` is not final: a run of its row is unfinished and short of it."""
+    return any(reached < steps for reached in row["unfinished"].values())
 
 
 def random_section(summary: dict[str, Any]) -> list[str]:

@@ -345,7 +345,9 @@ def test_report_takes_the_last_evaluation_at_or_before_and_marks_unfinished_runs
                                            "Dreamer (CURL)": 277}
     assert cli.main(["report", str(tmp_path), "--at-env-steps", "5000,100000"]) == 0
     text = (tmp_path / "report.md").read_text()
-    assert "| walker-walk | 35 ± 5 (2) * | 5 | 3 ± 1 (4) |\n" in text  # no published figure at 5k
+    # Both runs are past 5k, so that value is final (no *), though b is unfinished; no published
+    # figure at 5k.
+    assert "| walker-walk | 35 ± 5 (2) | 5 | 3 ± 1 (4) |\n" in text
     assert "| walker-walk | not reached * |  | 3 ± 1 (4) | 224 | 125 | 277 |" in text
     assert "b (at 5,000 steps)" in text
 
@@ -429,6 +431,18 @@ def test_report_mean_over_tasks_row_has_ours_random_and_published_means(tmp_path
     write_run(tmp_path / "c", "cheetah-run", 100, {50_000: 10.0}, 50_000)
     assert cli.main(["report", str(tmp_path), "--at-env-steps", "100000"]) == 0
     assert "mean over tasks" not in (tmp_path / "report.md").read_text()
+
+
+def test_report_stars_only_values_that_unfinished_runs_will_still_change(tmp_path):
+    write_run(tmp_path / "w0", "walker-walk", 100, {50_000: 40.0, 100_000: 50.0}, 100_000)
+    write_run(tmp_path / "w1", "walker-walk", 100, {50_000: 60.0}, 60_000)  # unfinished
+    write_run(tmp_path / "f0", "finger-spin", 100, {50_000: 10.0, 100_000: 30.0}, 100_000)
+    assert cli.main(["report", str(tmp_path), "--at-env-steps", "50000,100000"]) == 0
+    at_50k, at_100k = (tmp_path / "report.md").read_text().split("## At 100,000 env steps")
+    assert "| walker-walk | 50 ± 10 (2) |" in at_50k  # w1 is past 50k: final
+    assert "| **mean over tasks** | **30** |" in at_50k
+    assert "| walker-walk | 50 ± 0 (1) * |" in at_100k  # w1 will add to it
+    assert "| **mean over tasks** | **40** * |" in at_100k
 
 
 def test_against_random_counts_the_seeds_above_the_random_mean_plus_one_std():
@@ -577,7 +591,7 @@ def test_report_lists_the_runs_a_sweep_has_not_started(tmp_path: Path, capsys):
     }}))
     assert cli.main(["report", str(tmp_path), "--at-env-steps", "2000"]) == 0
     text = (tmp_path / "report.md").read_text()
-    assert "| walker-walk | 8 ± 0 (1) * | 2 |" in text
+    assert "| walker-walk | 8 ± 0 (1) | 2 |" in text  # at 2,000 already: final, no *
     assert "| finger-spin | not reached * |  |" in text
     assert "finger-spin/s0 (not started)" in text and "walker-walk/s0 (at 2,000 steps)" in text
     # No command in this sweep.json: the title is the folder's name, the report's command shows.
