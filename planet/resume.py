@@ -30,6 +30,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,7 +212,10 @@ def after_last_event_file(tensorboard_dir: Path) -> None:
 # phase "update": before update `index` of episode `episode`; "collect": at agent step `index`
 # of that episode's collection; "checkpoint": after the episode is stored and logged, before
 # its checkpoint is written. Unset (always, outside tests), it costs nothing.
-def kill_point_from_env() -> tuple[str, int, int] | None:
+KillPoint = tuple[str, int, int]  # (phase, episode, index)
+
+
+def kill_point_from_env() -> KillPoint | None:
     spec = os.environ.get("PLANET_TEST_KILL_AT")
     if not spec:
         return None
@@ -219,12 +223,12 @@ def kill_point_from_env() -> tuple[str, int, int] | None:
     return phase, int(episode), int(index)
 
 
-def maybe_kill(kill_at, phase: str, episode: int, index: int) -> None:
+def maybe_kill(kill_at: KillPoint | None, phase: str, episode: int, index: int) -> None:
     if kill_at == (phase, episode, index):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def collect_kill_hook(kill_at, episode: int):
+def collect_kill_hook(kill_at: KillPoint | None, episode: int) -> Callable[[int], None] | None:
     if kill_at is None or kill_at[0] != "collect":
         return None
     return lambda step: maybe_kill(kill_at, "collect", episode, step)

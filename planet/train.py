@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from planet.errors import TrainError
 from planet.learner import mean_metrics
 from planet.predictions import eval_media_due, log_eval_media, reconstruction_strip
 from planet.resume import (
+    KillPoint,
     OpenRun,
     collect_kill_hook,
     kill_point_from_env,
@@ -43,14 +45,18 @@ from planet.utils import Timer, choose_device
 
 MAX_NONFINITE_IN_A_ROW = 20
 
+Log = Callable[[str], None]
+FaultHook = Callable[[Any, Any], None]  # (learner, chunks): tests alter a batch before an update
+OnEpisode = Callable[[dict[str, Any], Any], bool]  # (record, components) -> stop here
+
 
 def train(
     config: Config,
     run_dir: str | Path,
     progress: bool = True,
-    log=print,
-    fault_hook=None,
-    on_episode=None,
+    log: Log = print,
+    fault_hook: FaultHook | None = None,
+    on_episode: OnEpisode | None = None,
     lock_wait: float = 0.0,
 ) -> dict[str, Any]:
     """Train (or resume) a run in `run_dir`; returns a summary.
@@ -91,7 +97,8 @@ def train(
         ) from None
 
 
-def run_algorithm_1(run: OpenRun, progress: bool, log, fault_hook, on_episode) -> dict[str, Any]:
+def run_algorithm_1(run: OpenRun, progress: bool, log: Log, fault_hook: FaultHook | None,
+                    on_episode: OnEpisode | None) -> dict[str, Any]:
     """Algorithm 1 from the run's next episode to `train.episodes`, with a checkpoint every
     `checkpoint_interval` episodes, at the end, and at a stop asked for by `on_episode`."""
     config, state, components = run.config, run.state, run.components
@@ -143,8 +150,9 @@ def run_algorithm_1(run: OpenRun, progress: bool, log, fault_hook, on_episode) -
     }
 
 
-def fit_world_model(run: OpenRun, episode: int, timer: Timer, bars: Bars, fault_hook, kill_at,
-                    log):
+def fit_world_model(run: OpenRun, episode: int, timer: Timer, bars: Bars,
+                    fault_hook: FaultHook | None, kill_at: KillPoint | None,
+                    log: Log) -> tuple[dict[str, float], np.ndarray | None]:
     """C updates, each on B chunks of L steps drawn from replay (Alg. 1, model fitting).
 
     Returns the mean losses (record fields) and, when one is due, the reconstruction strip."""
@@ -195,7 +203,7 @@ def loss_record(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def collect_episode(run: OpenRun, episode: int, seed_phase: bool, timer: Timer, bars: Bars,
-                    kill_at) -> dict[str, Any]:
+                    kill_at: KillPoint | None) -> dict[str, Any]:
     """One episode with the planner and exploration noise, or uniform random actions in the
     seed phase (Alg. 1, data collection); stored in replay (and on disk) before anything else."""
     env, agent = run.components.env, run.components.agent
