@@ -34,7 +34,7 @@ from planet.errors import UsageError
 from planet.media import check_video_path, hwc, label_frame, upscale, write_image, write_video
 from planet.run_files import guard_outputs
 from planet.runs import load_run
-from planet.seeds import Stream, episode_seed
+from planet.seeds import Stream, check_seed_option, episode_seed
 from planet.utils import seed_everything
 
 
@@ -68,8 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise UsageError(f"--episodes must be at least 1, got {args.episodes}")
-    if args.seed is not None and not 0 <= args.seed < 2**32:
-        raise UsageError(f"--seed must be in 0 .. 2**32 - 1, got {args.seed}")
+    check_seed_option(args.seed)
     if args.size < 64 or args.size % 64:
         raise UsageError(f"--size must be a positive multiple of 64, got {args.size}")
     if args.sheet_columns < 2:

@@ -48,6 +48,7 @@ from planet.media import (
 from planet.predictions import open_loop, prediction_cell, sheet_columns, step_label
 from planet.run_files import guard_outputs
 from planet.runs import load_run
+from planet.seeds import check_seed_option
 
 ROW_NAMES = ("ground truth", "model", "|error|")
 
@@ -180,8 +181,7 @@ def _episode_file(run_dir: Path, index: int) -> Path:
 def main(args: argparse.Namespace) -> int:
     if args.context < 1 or args.horizon < 1 or args.start < 0:
         raise MediaError("--context and --horizon must be at least 1 and --start at least 0")
-    if not 0 <= args.seed < 2**32:
-        raise MediaError(f"--seed must be in 0 .. 2**32 - 1, got {args.seed}")
+    check_seed_option(args.seed)
     if args.fps <= 0:
         raise MediaError(f"--fps must be positive, got {args.fps}")
     run_dir = Path(args.run_dir)

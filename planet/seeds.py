@@ -26,3 +26,11 @@ class Stream(IntEnum):
 def episode_seed(seed: int, index: int, stream: Stream | int = Stream.COLLECT) -> int:
     """A distinct, reproducible 32-bit seed per (run seed, episode or index, stream)."""
     return int(np.random.SeedSequence([seed, index, int(stream)]).generate_state(1)[0])
+
+
+def check_seed_option(seed: int | None) -> None:
+    """A command's --seed (None: not given) must fit numpy's and torch's seeds: 0 .. 2**32 - 1."""
+    if seed is not None and not 0 <= seed < 2**32:
+        from planet.errors import UsageError
+
+        raise UsageError(f"--seed must be in 0 .. 2**32 - 1, got {seed}")

@@ -26,7 +26,7 @@ from planet.data.preprocess import to_display
 from planet.errors import UsageError
 from planet.media import caption_bar, hwc, upscale
 from planet.runs import load_run
-from planet.seeds import Stream, episode_seed
+from planet.seeds import Stream, check_seed_option, episode_seed
 
 
 class DisplayError(UsageError):
@@ -120,8 +120,7 @@ def compose(real: np.ndarray, recon: np.ndarray, scale: int, lines: list[str]) -
 def main(args: argparse.Namespace) -> int:
     if args.scale < 1 or args.episodes < 0 or args.max_steps < 0:
         raise UsageError("--scale must be at least 1, --episodes and --max-steps at least 0")
-    if args.seed is not None and not 0 <= args.seed < 2**32:
-        raise UsageError(f"--seed must be in 0 .. 2**32 - 1, got {args.seed}")
+    check_seed_option(args.seed)
     if args.follow and args.checkpoint:
         raise UsageError("--follow loads the run's newest checkpoint before each episode; "
                          "give --checkpoint PATH or --follow, not both")
