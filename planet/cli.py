@@ -180,8 +180,6 @@ def command_train(args: argparse.Namespace) -> int:
 
     config, run_dir = resolve_train_config(args)
     parse_env_name(config.env.name)  # fail fast on a bad name, before any heavy import
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UsageError(f"run dir {run_dir} exists and is not a directory")
     try:
         summary = train(config, run_dir, progress=not args.no_progress)
     except KeyboardInterrupt:

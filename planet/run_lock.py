@@ -41,6 +41,12 @@ def lock_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / LOCK_FILE_NAME
 
 
+def refuse_non_directory(run_dir: Path, what: str = "run dir") -> None:
+    """A TrainError when `run_dir` exists as something other than a folder (a file, say)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainError(f"{what} {run_dir} exists and is not a directory")
+
+
 @contextlib.contextmanager
 def hold_run_dir(run_dir: str | Path, command: str, wait: float = 0.0,
                  what: str = "run dir") -> Iterator[Path]:
@@ -59,8 +65,7 @@ def hold_run_dir(run_dir: str | Path, command: str, wait: float = 0.0,
         TrainError: run_dir exists and is not a folder.
     """
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise TrainError(f"run dir {run_dir} exists and is not a directory")
+    refuse_non_directory(run_dir, what)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = lock_path(run_dir)
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

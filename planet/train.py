@@ -39,7 +39,7 @@ from planet.resume import (
     private_rng,
     start_or_resume,
 )
-from planet.run_lock import hold_run_dir
+from planet.run_lock import hold_run_dir, refuse_non_directory
 from planet.seeds import Stream, episode_seed
 from planet.utils import Timer, choose_device
 
@@ -74,8 +74,7 @@ def train(
     """
     run_dir = Path(run_dir)
     validate(config)  # a config changed in code after it was resolved is checked too
-    if run_dir.exists() and not run_dir.is_dir():
-        raise TrainError(f"run dir {run_dir} exists and is not a directory")
+    refuse_non_directory(run_dir)
     # A bad --device or env fails here, before the run folder (or its lock file) is created.
     choose_device(config.device)
     env = env_from_config(config, config.seed)

@@ -78,9 +78,13 @@ def test_wait_retries_until_its_time_is_up(tmp_path):
 def test_a_file_is_not_a_run_dir(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("mine\n")
-    with pytest.raises(TrainError, match="exists and is not a directory"):
+    with pytest.raises(TrainError, match=f"^run dir {path} exists and is not a directory$"):
         with hold_run_dir(path, "planet train"):
             pass
+    with pytest.raises(TrainError, match=f"^sweep folder {path} exists and is not a directory$"):
+        with hold_run_dir(path, "planet sweep", what="sweep folder"):
+            pass
+    assert path.read_text() == "mine\n"
 
 
 def test_train_holds_the_lock_for_its_whole_run(tmp_path):
