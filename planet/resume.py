@@ -31,7 +31,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +293,8 @@ class OpenRun:
     state: TrainingState
     logger: Any  # planet.logging.Logger
     resumed: bool
+    # Where a crash test asks the process to kill itself (None outside tests).
+    kill_at: KillPoint | None = field(default_factory=kill_point_from_env)
 
 
 def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:

@@ -31,10 +31,8 @@ from planet.errors import TrainError
 from planet.learner import mean_metrics
 from planet.predictions import eval_media_due, log_eval_media, reconstruction_strip
 from planet.resume import (
-    KillPoint,
     OpenRun,
     collect_kill_hook,
-    kill_point_from_env,
     maybe_kill,
     private_rng,
     start_or_resume,
@@ -108,7 +106,6 @@ def run_algorithm_1(run: OpenRun, progress: bool, log: Log, fault_hook: FaultHoo
         log(f"nothing to do: the run already has {start} episodes (--episodes {total})")
     bars = Bars(total, start, config.train.seed_episodes, progress)
     timer, last, started = Timer(), {}, time.time() - state.wall_time
-    kill_at = kill_point_from_env()
     try:
         for episode in range(start, total):
             timer.reset()
@@ -116,16 +113,15 @@ def run_algorithm_1(run: OpenRun, progress: bool, log: Log, fault_hook: FaultHoo
             seed_phase = episode < config.train.seed_episodes
             strip = None
             if not seed_phase and len(run.replay) > 0:  # Alg. 1: model fitting
-                fitted, strip = fit_world_model(run, episode, timer, bars, fault_hook, kill_at,
-                                                log)
+                fitted, strip = fit_world_model(run, episode, timer, bars, fault_hook, log)
                 record.update(fitted)
-            record.update(collect_episode(run, episode, seed_phase, timer, bars, kill_at))
+            record.update(collect_episode(run, episode, seed_phase, timer, bars))
             if evaluation_due(config, episode, seed_phase):
                 with timer("eval"):
                     record.update(evaluate_now(run, episode))
             record.update(timings(timer, record["agent_steps"]), wall_time=time.time() - started)
             log_episode(run, record, strip)
-            maybe_kill(kill_at, "checkpoint", episode, 0)
+            maybe_kill(run.kill_at, "checkpoint", episode, 0)
             state.episode, state.wall_time = episode + 1, record["wall_time"]  # episode done
             saved = checkpoint_due(run)
             if saved:
@@ -150,8 +146,8 @@ def run_algorithm_1(run: OpenRun, progress: bool, log: Log, fault_hook: FaultHoo
 
 
 def fit_world_model(run: OpenRun, episode: int, timer: Timer, bars: Bars,
-                    fault_hook: FaultHook | None, kill_at: KillPoint | None,
-                    log: Log) -> tuple[dict[str, float], np.ndarray | None]:
+                    fault_hook: FaultHook | None, log: Log
+                    ) -> tuple[dict[str, float], np.ndarray | None]:
     """C updates, each on B chunks of L steps drawn from replay (Alg. 1, model fitting).
 
     Returns the mean losses (record fields) and, when one is due, the reconstruction strip."""
@@ -159,7 +155,7 @@ def fit_world_model(run: OpenRun, episode: int, timer: Timer, bars: Bars,
     learner.model.train()
     history, chunks = [], None
     for update in bars.updates(config.train.collect_interval):
-        maybe_kill(kill_at, "update", episode, update)
+        maybe_kill(run.kill_at, "update", episode, update)
         with timer("sample"):
             chunks = run.replay.sample(
                 config.train.batch_size, config.train.chunk_length, run.replay_rng
@@ -201,13 +197,13 @@ def loss_record(metrics: dict[str, float]) -> dict[str, float]:
             for key, value in metrics.items()}
 
 
-def collect_episode(run: OpenRun, episode: int, seed_phase: bool, timer: Timer, bars: Bars,
-                    kill_at: KillPoint | None) -> dict[str, Any]:
+def collect_episode(run: OpenRun, episode: int, seed_phase: bool, timer: Timer, bars: Bars
+                    ) -> dict[str, Any]:
     """One episode with the planner and exploration noise, or uniform random actions in the
     seed phase (Alg. 1, data collection); stored in replay (and on disk) before anything else."""
     env, agent = run.components.env, run.components.agent
     seed = episode_seed(run.config.seed, episode, Stream.COLLECT)
-    kill_hook = collect_kill_hook(kill_at, episode)
+    kill_hook = collect_kill_hook(run.kill_at, episode)
 
     def on_step(step: int) -> None:
         bars.step(step)
