@@ -109,6 +109,29 @@ def test_local_ray_instance_starts_without_the_token_auth_notice(finished_sweep:
     assert "Token authentication" not in output and "Traceback" not in output, output
 
 
+def test_the_token_auth_filter_catches_the_installed_rays_own_notice():
+    """The notice comes from the module the filter listens to, in the words it looks for: the
+    absence check above could not tell a working filter from a Ray that moved its notice."""
+    import importlib
+
+    setup = importlib.import_module(RAY_TOKEN_SETUP_LOGGER)  # the module is also the logger name
+    logger = logging.getLogger(RAY_TOKEN_SETUP_LOGGER)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # Ray's loggers do not propagate to pytest's caplog
+    logger.addHandler(handler)
+    try:
+        setup._warn_token_auth_enabled()
+        logger.addFilter(quiet_default_token_auth)
+        setup._warn_token_auth_enabled()
+    finally:
+        logger.removeFilter(quiet_default_token_auth)
+        logger.removeHandler(handler)
+    (record,) = records  # the first call only
+    assert record.name == RAY_TOKEN_SETUP_LOGGER
+    assert record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
 def test_the_token_auth_filter_drops_only_the_notice_that_auth_is_on(caplog):
     """Ray's other authentication warnings (auth disabled, a missing token) still show."""
     logger = logging.getLogger(RAY_TOKEN_SETUP_LOGGER)
