@@ -30,13 +30,7 @@ from planet.episodes import evaluate_policy, run_episodes
 from planet.errors import TrainError
 from planet.learner import mean_metrics
 from planet.predictions import eval_media_due, log_eval_media, reconstruction_strip
-from planet.resume import (
-    OpenRun,
-    collect_kill_hook,
-    maybe_kill,
-    private_rng,
-    start_or_resume,
-)
+from planet.resume import OpenRun, collect_kill_hook, maybe_kill, private_rng, start_or_resume
 from planet.run_lock import hold_run_dir, refuse_non_directory
 from planet.seeds import Stream, episode_seed
 from planet.utils import Timer, choose_device
