@@ -1,5 +1,8 @@
-"""docs/glossary.md names code: every class, member, function, config field and constant in its
-`code` column must exist under that name, and the defaults it lists must be the config's."""
+"""The docs name code; a rename must not leave them pointing at nothing.
+
+docs/glossary.md: every class, member, function, config field, constant and file in its `code`
+column exists under that name, and the defaults it lists are the config's. The other docs and
+the READMEs: every `Class.member`, config field and test they name exists."""
 
 import dataclasses
 import importlib
@@ -13,7 +16,9 @@ import pytest
 import planet
 from planet.config import Config, flatten
 
-GLOSSARY = Path(__file__).resolve().parents[1] / "docs" / "glossary.md"
+ROOT = Path(__file__).resolve().parents[1]
+GLOSSARY = ROOT / "docs" / "glossary.md"
+DOCS = sorted((ROOT / "docs").glob("*.md")) + sorted(ROOT.glob("README*.md"))
 CONFIG_SECTIONS = {"env", "model", "train", "planner", "machine"}
 
 
@@ -74,7 +79,7 @@ def test_glossary_name_exists(cell: str, default: str, span: str, namespace):
     dotted = re.match(r"^(\w+)\.(\w+)", span)
     called = re.match(r"^(\w+)\(", span)
     if "/" in span:
-        assert (GLOSSARY.parents[1] / span).exists(), f"{span}: no such file"
+        assert (ROOT / span).exists(), f"{span}: no such file"
     elif dotted and dotted.group(1) in CONFIG_SECTIONS and "(" not in span:
         assert span in config, f"{span}: no such config field"
     elif dotted and dotted.group(1) == "model":  # the WorldModel's networks: model.decoder(...)
@@ -115,3 +120,54 @@ def test_glossary_default_is_the_configs(span: str, default: str):
         return
     assert len(numbers) == len(fields), f"{row} | {default}"
     assert float(numbers[fields.index(span)]) == float(config[span]), f"{span}: {default}"
+
+
+def doc_spans() -> list[tuple[str, str]]:
+    """(doc, span) for each code span of the docs that names a class member, a config field
+    or a test; other spans (variables, the official code's paths, shell commands) are left."""
+    checkable = re.compile(r"[A-Z][A-Za-z]+\.\w+|(env|model|train|planner|machine)\.\w+"
+                           r"|tests/[\w/]+\.py(::test_\w+)?|test_\w+")
+    fields = {key.split(".")[-1] for key in flatten(Config().to_dict())}  # test_interval
+    found = set()
+    for doc in DOCS:
+        for span in re.findall(r"`([^`\n]+)`", doc.read_text()):
+            if span in fields:
+                continue
+            if checkable.fullmatch(span) and not re.search(r"\.(py|log|json|jsonl)$", span):
+                found.add((doc.relative_to(ROOT).as_posix(), span))
+            elif span.startswith("tests/"):
+                found.add((doc.relative_to(ROOT).as_posix(), span))
+    return sorted(found)
+
+
+def defined_tests() -> dict[str, set[str]]:
+    """Test function names by test file."""
+    return {path.relative_to(ROOT).as_posix(): set(re.findall(r"^def (test_\w+)",
+                                                             path.read_text(), re.M))
+            for path in (ROOT / "tests").glob("test_*.py")}
+
+
+def test_the_docs_name_code_to_check():
+    docs = {doc for doc, _ in doc_spans()}
+    assert {"docs/theory.md", "docs/theory.zh-CN.md", "docs/choices.md"} <= docs
+    assert sum(span.startswith("tests/") for _, span in doc_spans()) >= 4
+
+
+@pytest.mark.parametrize("doc,span", doc_spans(), ids=[f"{d}:{s}" for d, s in doc_spans()])
+def test_doc_name_exists(doc: str, span: str, namespace):
+    config = flatten(Config().to_dict())
+    defined = defined_tests()
+    if span.startswith("tests/"):
+        path, _, test = span.partition("::")
+        assert (ROOT / path).exists(), f"{doc}: {path} does not exist"
+        assert not test or test in defined[path], f"{doc}: {path} has no {test}"
+    elif span.startswith("test_"):
+        assert any(span in names for names in defined.values()), f"{doc}: no test {span}"
+    elif span[0].isupper():
+        owner, member = span.split(".")
+        assert inspect.isclass(namespace.get(owner)), f"{doc}: no class {owner} in planet"
+        assert has_member(namespace[owner], member), f"{doc}: {owner} has no {member}"
+    else:
+        section, name = span.split(".")
+        world_model_member = section == "model" and has_member(namespace["WorldModel"], name)
+        assert span in config or world_model_member, f"{doc}: {span} is no config field"
