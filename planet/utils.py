@@ -48,14 +48,22 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+# The first CUDA compute capability with bf16 tensor cores (Ampere). Older GPUs (V100, T4)
+# accept bf16 tensors, and torch.cuda.is_bf16_supported() says yes for them, but emulate the
+# arithmetic far slower than float32.
+CUDA_NATIVE_BF16 = (8, 0)
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """'auto' -> bf16 on CUDA with bf16 support and on CPUs with fast bf16, else float32."""
+    """'auto' -> bf16 on GPUs with native bf16 (Ampere or newer) and on CPUs with fast bf16,
+    else float32."""
     if precision == "float32":
         return torch.float32
     if precision == "bfloat16":
         return torch.bfloat16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        native = torch.cuda.get_device_capability(device) >= CUDA_NATIVE_BF16
+        return torch.bfloat16 if native else torch.float32
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
 
 

@@ -1,0 +1,46 @@
+"""Which number format `machine.precision=auto` picks on each kind of device (no GPU needed:
+the CUDA device's capability is stubbed, as torch would report it)."""
+
+import pytest
+import torch
+
+from planet import utils
+from planet.utils import resolve_precision
+
+CUDA = torch.device("cuda")
+
+
+@pytest.mark.parametrize("capability,expected", [
+    ((6, 0), torch.float32),  # P100: no bf16 at all
+    ((7, 0), torch.float32),  # V100: bf16 emulated, slower than float32
+    ((7, 5), torch.float32),  # T4
+    ((8, 0), torch.bfloat16),  # A100
+    ((8, 9), torch.bfloat16),  # L4
+    ((9, 0), torch.bfloat16),  # H100, H200
+])
+def test_auto_precision_on_cuda_takes_bf16_only_where_it_is_native(monkeypatch, capability,
+                                                                   expected):
+    asked = []
+
+    def capability_of(device):
+        asked.append(device)
+        return capability
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability_of)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # says yes anyway
+    assert resolve_precision("auto", CUDA) == expected
+    assert asked == [CUDA]  # the run's device, not whichever is current
+
+
+@pytest.mark.parametrize("fast_bf16,expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_precision_on_cpu_follows_the_cpus_bf16_units(monkeypatch, fast_bf16, expected):
+    monkeypatch.setattr(utils, "cpu_has_fast_bf16", lambda: fast_bf16)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+
+
+@pytest.mark.parametrize("device", [torch.device("cpu"), CUDA])
+def test_an_explicit_precision_is_kept_on_any_device(monkeypatch, device):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (7, 0))
+    monkeypatch.setattr(utils, "cpu_has_fast_bf16", lambda: False)
+    assert resolve_precision("bfloat16", device) == torch.bfloat16
+    assert resolve_precision("float32", device) == torch.float32
