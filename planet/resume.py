@@ -145,12 +145,13 @@ def resume_point(run_dir: Path, config: Config, log=print):
                      "Start a new --run-dir")
 
 
-def rng_state(replay_rng: np.random.Generator) -> dict[str, Any]:
-    """Every random generator a run draws from, as tensors and plain values (weights_only)."""
+def rng_state(replay_rng: np.random.Generator, device: torch.device) -> dict[str, Any]:
+    """Every random generator a run draws from, as tensors and plain values (weights_only).
+    The GPUs' generators only for a run on CUDA: reading them starts CUDA in the process."""
     numpy_state = np.random.get_state(legacy=False)
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
         "numpy": {
             "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
             "pos": int(numpy_state["state"]["pos"]),
@@ -163,9 +164,12 @@ def rng_state(replay_rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
-def set_rng_state(state: dict[str, Any], replay_rng: np.random.Generator) -> None:
+def set_rng_state(state: dict[str, Any], replay_rng: np.random.Generator,
+                  device: torch.device) -> None:
+    """The inverse of rng_state; the GPUs' generators only when the run continues on CUDA (a
+    CPU checkpoint has none: they keep seed_everything's seeding)."""
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
+    if state["cuda"] and device.type == "cuda":
         torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
     numpy_state = state["numpy"]
     np.random.set_state({
@@ -256,7 +260,7 @@ class TrainingState:
         return {
             "model": components.model.state_dict(),
             "optimizer": learner.optimizer.state_dict(),
-            "rng": rng_state(replay_rng),
+            "rng": rng_state(replay_rng, components.device),
             "episode": self.episode,
             "env_steps": self.env_steps,
             "updates": self.updates,
@@ -276,7 +280,7 @@ class TrainingState:
         components.learner.optimizer.load_state_dict(payload["optimizer"])
         components.learner.nonfinite_updates = int(payload["nonfinite_updates"])
         components.learner.nonfinite_in_a_row = int(payload["nonfinite_in_a_row"])
-        set_rng_state(payload["rng"], replay_rng)
+        set_rng_state(payload["rng"], replay_rng, components.device)
         return cls(int(payload["episode"]), int(payload["env_steps"]), int(payload["updates"]),
                    float(payload["wall_time"]))
 

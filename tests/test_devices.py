@@ -44,3 +44,28 @@ def test_an_explicit_precision_is_kept_on_any_device(monkeypatch, device):
     monkeypatch.setattr(utils, "cpu_has_fast_bf16", lambda: False)
     assert resolve_precision("bfloat16", device) == torch.bfloat16
     assert resolve_precision("float32", device) == torch.float32
+
+
+def test_a_checkpoint_holds_the_gpus_generators_only_for_a_run_on_cuda(monkeypatch):
+    """Reading them would start CUDA (and take GPU memory) in a CPU run on a GPU machine; a CPU
+    checkpoint resumed on CUDA keeps the seeded GPU generators, and a CUDA one resumed on the
+    CPU leaves the GPUs alone."""
+    import numpy as np
+
+    from planet.resume import rng_state, set_rng_state
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all",
+                        lambda: calls.append("get") or [torch.zeros(8, dtype=torch.uint8)])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: calls.append(len(states)))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    replay_rng = np.random.default_rng(0)
+    on_cpu = rng_state(replay_rng, torch.device("cpu"))
+    assert on_cpu["cuda"] == [] and calls == []
+    on_cuda = rng_state(replay_rng, CUDA)
+    assert len(on_cuda["cuda"]) == 1 and calls == ["get"]
+    set_rng_state(on_cuda, replay_rng, torch.device("cpu"))
+    set_rng_state(on_cpu, replay_rng, CUDA)
+    assert calls == ["get"]
+    set_rng_state(on_cuda, replay_rng, CUDA)
+    assert calls == ["get", 1]
