@@ -96,8 +96,7 @@ class Learner:
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), self.config.grad_clip_norm
         )
-        metrics = losses.as_floats()
-        metrics["grad_norm"] = float(grad_norm)
+        metrics = losses.as_floats(grad_norm=grad_norm)
         if not (math.isfinite(metrics["total"]) and math.isfinite(metrics["grad_norm"])):
             # Skip this update: a single bad batch must not poison the weights.
             self.optimizer.zero_grad(set_to_none=True)

@@ -4,6 +4,7 @@ from torch.distributions import Normal, kl_divergence
 
 from planet.models.rssm import RSSM, Gaussian
 from planet.objectives import (
+    Losses,
     gaussian_kl,
     kl_loss,
     overshooting_kl_loss,
@@ -174,3 +175,16 @@ def test_learner_adds_the_scaled_overshooting_term_of_its_own_posterior_rollout(
     off = make_config("smoke")
     assert BenchPath(off, 1, torch.device("cpu"), None).learner.compute_losses(
         obs, action, reward).overshooting.item() == 0.0
+
+
+def test_losses_as_floats_are_each_terms_value_with_the_extra_scalars_last():
+    terms = {"total": 1.5, "reconstruction": 0.25, "reward": 1e-8, "kl": 3.0, "overshooting": 0.0}
+    losses = Losses(**{name: torch.tensor(value, requires_grad=True) for name, value
+                       in terms.items()})
+    grad_norm = torch.tensor(123.456)
+    floats = losses.as_floats(grad_norm=grad_norm)
+    assert list(floats) == [*terms, "grad_norm"]
+    assert floats == {**{name: float(torch.tensor(value)) for name, value in terms.items()},
+                      "grad_norm": float(grad_norm)}
+    assert all(type(value) is float for value in floats.values())
+    assert losses.as_floats() == {name: float(torch.tensor(v)) for name, v in terms.items()}
