@@ -12,8 +12,10 @@ one still leaves the others' results (and a line saying what happened):
   3. bench   `planet bench --device` on the paper configuration: reference vs fast path, and
              the fast path with each switch whose default comes from CPU figures flipped
              (SWITCHES); not the env figure, which times MuJoCo rendering on the CPU
-  4. train   the paper configuration on toy:dot for a wall-clock budget: the loss must fall
-             and every logged number must be finite
+  4. train   the paper configuration on toy:dot for a wall-clock budget, with evaluations and
+             model images every 2 episodes, then a resume for one more episode (the
+             checkpoint's optimiser and GPU random state back on the device): the loss must
+             fall, every logged number must be finite, and both must have happened
 
 Everything lands in --out (7 files, flat, fit to commit as results/gpu/<gpu-name>/):
 check.json (every stage's result), summary.md (a short report), bench.json, train_metrics.jsonl
@@ -70,6 +72,11 @@ OPTIONAL_PACKAGES = ["numpy", "pytest", "tqdm", "tensorboard", "gymnasium", "dm_
                      "mujoco", "triton", "matplotlib", "imageio"]
 
 
+# Evaluation (its private RNG stream, the eval GIF, the open-loop strip) and the reconstruction
+# strip run on the device in the short training run too, not only every 25 episodes.
+EVALUATE_EVERY_2 = ["train.test_interval=2", "train.image_log_interval=2"]
+
+
 @dataclass
 class Plan:
     """Sizes and time limits of one check (full on a GPU, or --quick)."""
@@ -93,7 +100,8 @@ FULL = Plan(
                 "--switches", ",".join(SWITCHES)],
     bench_limit_s=170,
     # toy:dot episodes last 30 steps (31 rows), too short for the paper's chunks of 50.
-    train_preset="paper", train_overrides=["train.chunk_length=30"], train_seconds=100,
+    train_preset="paper", train_overrides=["train.chunk_length=30", *EVALUATE_EVERY_2],
+    train_seconds=80,
     train_limit_s=150,
     min_train_episodes=3,
 )
@@ -104,8 +112,7 @@ QUICK = Plan(
                 "--switches", "machine.fast_deconv,machine.channels_last"],
     bench_limit_s=120,
     train_preset="smoke",
-    train_overrides=["train.seed_episodes=1", "train.collect_interval=8",
-                     "train.test_interval=0", "train.image_log_interval=0"],
+    train_overrides=["train.seed_episodes=1", "train.collect_interval=8", *EVALUATE_EVERY_2],
     train_seconds=2, train_limit_s=120, min_train_episodes=3,
     # One thread: on a busy 2-core machine, threads waiting for each other make the tiny
     # models 100x slower (tests/conftest.py, one_thread).
@@ -324,18 +331,27 @@ def train_stage(device: str, plan: Plan, out: Path, scratch: Path) -> Stage:
         stage.problems.append(f"training outran {plan.train_limit_s:.0f} s")
     elif code != 0:
         stage.problems.append(f"training exited {code}:\n{log_tail(out / 'train.log')}")
-    stage.result = judge_training(records)
+    resumes = run_dir / "resumes.jsonl"
+    stage.result = judge_training(
+        records, len(resumes.read_text().splitlines()) if resumes.exists() else 0)
     stage.problems.extend(stage.result.pop("problems"))
     stage.status = ("timed out" if code is None else
                     "ok" if code == 0 and not stage.problems else "failed")
     return stage
 
 
-def judge_training(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Did the loss fall, and was every logged number finite? From metrics.jsonl records."""
+def judge_training(records: list[dict[str, Any]], resumes: int) -> dict[str, Any]:
+    """Did the loss fall, was every logged number finite, did an evaluation run, and did the
+    run resume (`resumes`: lines in resumes.jsonl)? From metrics.jsonl records."""
     trained = [r for r in records if "loss_total" in r]
     problems = []
-    result: dict[str, Any] = {"episodes": len(records), "training_episodes": len(trained)}
+    evaluations = sum("eval_return" in r for r in records)
+    result: dict[str, Any] = {"episodes": len(records), "training_episodes": len(trained),
+                              "evaluations": evaluations, "resumes": resumes}
+    if not evaluations:
+        problems.append("no evaluation ran during training")
+    if not resumes:
+        problems.append("the run was not resumed")
     if len(trained) < 2:
         problems.append(f"only {len(trained)} training episodes logged: too few to see the "
                         "loss fall")
@@ -375,9 +391,16 @@ def train_worker(args: argparse.Namespace) -> int:
     def stop(record: dict[str, Any], _components) -> bool:
         return record["wall_time"] >= args.seconds and record["episode"] + 1 >= least
 
-    summary = train(config, Path(args.train_worker), progress=False, on_episode=stop,
-                    log=lambda line: print(line, flush=True))
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    summary = train(config, Path(args.train_worker), progress=False, on_episode=stop, log=log)
     print(f"trained {summary['episodes']} episodes, {summary['env_steps']} env steps")
+    # One episode more from the checkpoint: model, optimiser and random state back on the
+    # device (train.episodes is a field a resume may change).
+    config.train.episodes = summary["episodes"] + 1
+    resumed = train(config, Path(args.train_worker), progress=False, log=log)
+    print(f"resumed at episode {resumed['resumed_from']}: {resumed['episodes']} episodes")
     return 0
 
 
@@ -427,7 +450,8 @@ def summary_markdown(stages: dict[str, Stage], command: str, seconds: float) -> 
     train = stages["train"].result
     if train.get("training_episodes"):
         lines += ["", "## Training (toy:dot)", "",
-                  f"{train['episodes']} episodes ({train['training_episodes']} with updates); "
+                  f"{train['episodes']} episodes ({train['training_episodes']} with updates, "
+                  f"{train['evaluations']} evaluated, {train['resumes']} resume); "
                   f"loss {train.get('loss_first', float('nan')):.2f} -> "
                   f"{train.get('loss_last', float('nan')):.2f}; all finite: "
                   f"{train['all_finite']}; median update "
@@ -448,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tiny sizes and budgets: the dry run, about half a minute")
     parser.add_argument("--out", help="output folder (default results/gpu/<device name>)")
     parser.add_argument("--train-seconds", type=float,
-                        help="training budget in seconds (default 100; 2 with --quick)")
+                        help="training budget in seconds before the resume (default 80; 2 with --quick)")
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="the whole check's time target: each stage's limit is cut to "
                         "what is left, but never below 10 s (default 420)")

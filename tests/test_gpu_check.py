@@ -78,6 +78,7 @@ def test_dry_run_training_loss_fell_and_stayed_finite(dry_run):
     assert train["loss_fell"] and train["loss_last"] < train["loss_first"]
     assert train["all_finite"] and train["nonfinite_updates"] == 0
     assert train["training_episodes"] >= gpu_check.QUICK.min_train_episodes
+    assert train["evaluations"] >= 1 and train["resumes"] == 1
     records = [json.loads(line) for line in (out / "train_metrics.jsonl").read_text().splitlines()]
     assert len(records) == train["episodes"]
     summary = (out / "summary.md").read_text()
@@ -89,20 +90,27 @@ def test_dry_run_training_loss_fell_and_stayed_finite(dry_run):
 
 def test_judge_training_fails_a_flat_loss_and_non_finite_numbers():
     good = [{"episode": 0, "return": -9.0, "nonfinite_updates": 0},
-            {"episode": 1, "return": -8.0, "loss_total": 50.0, "nonfinite_updates": 0},
+            {"episode": 1, "return": -8.0, "loss_total": 50.0, "nonfinite_updates": 0,
+             "eval_return": -7.5},
             {"episode": 2, "return": -7.0, "loss_total": 20.0, "nonfinite_updates": 0}]
-    verdict = gpu_check.judge_training(good)
+    verdict = gpu_check.judge_training(good, resumes=1)
     assert verdict["problems"] == [] and verdict["loss_fell"]
+    assert (verdict["evaluations"], verdict["resumes"]) == (1, 1)
     flat = [dict(record) for record in good]
     flat[2]["loss_total"] = 60.0
-    assert "the loss did not fall: 50.000 -> 60.000" in gpu_check.judge_training(flat)["problems"]
+    assert gpu_check.judge_training(flat, 1)["problems"] == [
+        "the loss did not fall: 50.000 -> 60.000"]
     broken = [dict(record) for record in good]
     broken[1]["grad_norm"] = float("nan")
     broken[2]["nonfinite_updates"] = 3
-    problems = gpu_check.judge_training(broken)["problems"]
+    problems = gpu_check.judge_training(broken, 1)["problems"]
     assert "non-finite numbers in episodes [1]" in problems
     assert "3 updates had a non-finite loss or gradient" in problems
-    assert "too few" in gpu_check.judge_training(good[:2])["problems"][0]
+    assert "too few" in gpu_check.judge_training(good[:1], 1)["problems"][-1]
+    unevaluated = [{key: value for key, value in record.items() if key != "eval_return"}
+                   for record in good]
+    assert gpu_check.judge_training(unevaluated, 0)["problems"] == [
+        "no evaluation ran during training", "the run was not resumed"]
 
 
 def test_parse_junit_counts_failures_and_skips(tmp_path):
