@@ -6,9 +6,9 @@
 Stages, each but the first in its own process under a time limit, so that a crash or a hang in
 one still leaves the others' results (and a line saying what happened):
   1. system  torch, CUDA, the GPU, which optional packages are installed
-  2. tests   the device-independent tests (models, objectives, planner, compiled planner, fast
-             path, preprocessing) with `pytest --device`; exact rewrites are compared with
-             PyTorch's own layers on the CPU there
+  2. tests   the device-independent tests (models, objectives, planner, agent, compiled
+             planner, fast path, preprocessing) with `pytest --device`; exact rewrites are
+             compared with PyTorch's own layers on the CPU there
   3. bench   `planet bench --device` on the paper configuration: reference vs fast path, and
              the fast path with each switch whose default comes from CPU figures flipped
              (SWITCHES); not the env figure, which times MuJoCo rendering on the CPU
@@ -60,12 +60,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # time limit still reports the tests that ran (parse_pytest_log).
 TEST_FILES = [
     "tests/test_models.py", "tests/test_objectives.py", "tests/test_planner.py",
-    "tests/test_preprocess.py", "tests/test_fast_path.py", "tests/test_planner_compile.py",
+    "tests/test_preprocess.py", "tests/test_agent.py", "tests/test_fast_path.py",
+    "tests/test_planner_compile.py",
 ]
 # --quick: the fast files only (the compiled planner and the float64 gradchecks take minutes on
 # 2 CPU cores); CI runs every one of them on the CPU anyway.
 QUICK_TEST_FILES = ["tests/test_models.py", "tests/test_objectives.py",
-                    "tests/test_planner.py", "tests/test_preprocess.py"]
+                    "tests/test_planner.py", "tests/test_preprocess.py", "tests/test_agent.py"]
 # Switches whose defaults were chosen from CPU figures only.
 SWITCHES = ["machine.fast_deconv", "machine.channels_last", "machine.compile_planner"]
 OPTIONAL_PACKAGES = ["numpy", "pytest", "tqdm", "tensorboard", "gymnasium", "dm_control",
@@ -472,7 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="tiny sizes and budgets: the dry run, about half a minute")
     parser.add_argument("--out", help="output folder (default results/gpu/<device name>)")
     parser.add_argument("--train-seconds", type=float,
-                        help="training budget in seconds before the resume (default 80; 2 with --quick)")
+                        help="training budget in seconds before the resume (default 80; 2 "
+                        "with --quick)")
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="the whole check's time target: each stage's limit is cut to "
                         "what is left, but never below 10 s (default 420)")

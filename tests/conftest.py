@@ -1,7 +1,7 @@
 """Shared fixtures: a tiny config and one smoke-trained run reused across test modules.
 
-`--device cuda` runs the device-independent tests (models, objectives, planner, fast path,
-preprocessing: the ones that take the `device` fixture) on a GPU, as benchmarks/gpu_check.sh
+`--device cuda` runs the device-independent tests (models, objectives, planner, agent, fast
+path, preprocessing: the ones that take the `device` fixture) on a GPU, as benchmarks/gpu_check.sh
 does; where a test compares with a reference, the reference stays on the CPU. The default is
 the CPU, and CI runs everything there.
 """

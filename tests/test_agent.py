@@ -1,5 +1,6 @@
 """The acting agent: exploration noise, action bounds, and which action it filters with; and the
-noise-free evaluation that runs it (planet.episodes.evaluate_policy)."""
+noise-free evaluation that runs it (planet.episodes.evaluate_policy). The agent's own tests run
+on `--device` (the GPU check runs them on CUDA)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ ACTION_SIZE = 2
 
 
 @pytest.fixture
-def agent():
+def agent(device):
     config = make_config("smoke")
-    return BenchPath(config, ACTION_SIZE, torch.device("cpu"), None).agent
+    return BenchPath(config, ACTION_SIZE, device, None).agent
 
 
 def frames(count: int, seed: int = 0) -> np.ndarray:
@@ -27,14 +28,16 @@ def frames(count: int, seed: int = 0) -> np.ndarray:
 
 def plan_constant(value: float):
     """A stand-in planner whose first action is `value` in every env and dimension."""
-    return lambda belief, state, generator=None: torch.full((len(belief), ACTION_SIZE), value)
+    return lambda belief, state, generator=None: torch.full((len(belief), ACTION_SIZE), value,
+                                                            device=belief.device)
 
 
 def test_exploration_noise_has_the_configured_std_and_actions_are_clipped(agent):
     agent.planner = plan_constant(0.0)
     agent.reset(500)
     assert np.array_equal(agent.act(frames(500), explore=False), np.zeros((500, ACTION_SIZE)))
-    noisy = agent.act(frames(500, 1), explore=True, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator(agent.device).manual_seed(0)
+    noisy = agent.act(frames(500, 1), explore=True, generator=generator)
     assert noisy.std() == pytest.approx(agent.config.train.exploration_noise, abs=0.02)  # a std
     agent.planner = plan_constant(0.95)
     near_edge = agent.act(frames(500, 2), explore=True)
@@ -51,8 +54,10 @@ def test_the_next_observation_is_filtered_with_the_action_just_taken(agent):
     belief, state = agent.belief.clone(), agent.state.clone()
     agent.observe(frames(3, 1))
     with torch.no_grad(), agent.autocast():
-        expected = agent.model.rssm.transition(belief, state, torch.as_tensor(taken)).float()
-        unchanged = agent.model.rssm.transition(belief, state, torch.zeros(3, ACTION_SIZE))
+        taken_on_device = torch.as_tensor(taken, device=agent.device)
+        expected = agent.model.rssm.transition(belief, state, taken_on_device).float()
+        unchanged = agent.model.rssm.transition(belief, state,
+                                                torch.zeros(3, ACTION_SIZE, device=agent.device))
     assert torch.allclose(agent.belief, expected, atol=1e-5)
     assert not torch.allclose(agent.belief, unchanged.float(), atol=1e-3)  # the action counts
     agent.reset(3)  # a new episode starts from zero belief, state and action
