@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
@@ -142,10 +144,10 @@ def test_overshooting_matches_a_slow_loop(device):
     assert fast.item() == pytest.approx(slow.item(), rel=1e-5)
 
 
-def test_learner_adds_the_scaled_overshooting_term_of_its_own_posterior_rollout():
+def test_learner_adds_the_scaled_overshooting_term_of_its_own_posterior_rollout(device):
     """Learner.compute_losses with overshooting on: the term is overshooting_kl_loss of the same
     posterior rollout with the config's distance and free nats, and enters the total with its
-    scale; with overshooting off it is 0."""
+    scale; with overshooting off it is 0. An update with it is finite on the device."""
     import numpy as np
 
     from planet.bench import BenchPath, random_replay
@@ -155,7 +157,7 @@ def test_learner_adds_the_scaled_overshooting_term_of_its_own_posterior_rollout(
     # everywhere would equal 3 whatever it compared.
     config = make_config("smoke", {"train.overshooting": True, "train.overshooting_distance": 3,
                                    "train.overshooting_kl_scale": 2.0, "train.free_nats": 0.0})
-    path = BenchPath(config, 1, torch.device("cpu"), None)
+    path = BenchPath(config, 1, device, None)
     chunks = random_replay(config, 1, seed=0).sample(
         config.train.batch_size, config.train.chunk_length, np.random.default_rng(0))
     obs, action, reward = path.learner.to_device(chunks)
@@ -173,8 +175,11 @@ def test_learner_adds_the_scaled_overshooting_term_of_its_own_posterior_rollout(
         (losses.reconstruction + train.reward_scale * losses.reward + losses.kl
          + 2.0 * losses.overshooting).item(), rel=1e-5)
     off = make_config("smoke")
-    assert BenchPath(off, 1, torch.device("cpu"), None).learner.compute_losses(
+    assert BenchPath(off, 1, device, None).learner.compute_losses(
         obs, action, reward).overshooting.item() == 0.0
+    metrics = path.learner.update(chunks)
+    assert metrics["skipped"] == 0.0 and metrics["overshooting"] > 0.01
+    assert all(math.isfinite(value) for value in metrics.values())
 
 
 def test_losses_as_floats_are_each_terms_value_with_the_extra_scalars_last():
