@@ -14,8 +14,10 @@ one still leaves the others' results (and a line saying what happened):
              (SWITCHES); not the env figure, which times MuJoCo rendering on the CPU
   4. train   the paper configuration on toy:dot for a wall-clock budget, with evaluations and
              model images every 2 episodes, then a resume for one more episode (the
-             checkpoint's optimiser and GPU random state back on the device): the loss must
-             fall, every logged number must be finite, and both must have happened
+             checkpoint's optimiser and GPU random state back on the device), then `planet
+             evaluate` of its newest checkpoint on the device (two envs acting as one batch):
+             the loss must fall, every logged number must be finite, and all three must have
+             happened
 
 Everything lands in --out (7 files, flat, fit to commit as results/gpu/<gpu-name>/):
 check.json (every stage's result), summary.md (a short report), bench.json, train_metrics.jsonl
@@ -76,6 +78,7 @@ OPTIONAL_PACKAGES = ["numpy", "pytest", "tqdm", "tensorboard", "gymnasium", "dm_
 # Evaluation (its private RNG stream, the eval GIF, the open-loop strip) and the reconstruction
 # strip run on the device in the short training run too, not only every 25 episodes.
 EVALUATE_EVERY_2 = ["train.test_interval=2", "train.image_log_interval=2"]
+EVALUATE_EPISODES = 2  # `planet evaluate` after training: envs acting as one batch
 
 
 @dataclass
@@ -336,6 +339,8 @@ def train_stage(device: str, plan: Plan, out: Path, scratch: Path) -> Stage:
     stage.result = judge_training(
         records, len(resumes.read_text().splitlines()) if resumes.exists() else 0)
     stage.problems.extend(stage.result.pop("problems"))
+    stage.result["evaluate"] = judge_evaluate(run_dir / "eval.json")
+    stage.problems.extend(stage.result["evaluate"].pop("problems"))
     stage.status = ("timed out" if code is None else
                     "ok" if code == 0 and not stage.problems else "failed")
     return stage
@@ -379,6 +384,20 @@ def judge_training(records: list[dict[str, Any]], resumes: int) -> dict[str, Any
     return result
 
 
+def judge_evaluate(path: Path) -> dict[str, Any]:
+    """`planet evaluate`'s eval.json: one finite return per episode asked for."""
+    if not path.exists():
+        return {"problems": ["planet evaluate wrote no eval.json"]}
+    summary = json.loads(path.read_text())
+    returns = summary.get("returns", [])
+    result: dict[str, Any] = {"returns": returns, "device": summary.get("device"),
+                              "problems": []}
+    if len(returns) != EVALUATE_EPISODES or not all(math.isfinite(r) for r in returns):
+        result["problems"].append(f"planet evaluate: returns {returns}, expected "
+                                  f"{EVALUATE_EPISODES} finite ones")
+    return result
+
+
 def train_worker(args: argparse.Namespace) -> int:
     """Train `args.preset` on toy:dot until `args.seconds` of wall time (and min episodes)."""
     from planet.config import make_config, parse_assignments
@@ -402,7 +421,11 @@ def train_worker(args: argparse.Namespace) -> int:
     config.train.episodes = summary["episodes"] + 1
     resumed = train(config, Path(args.train_worker), progress=False, log=log)
     print(f"resumed at episode {resumed['resumed_from']}: {resumed['episodes']} episodes")
-    return 0
+    # `planet evaluate` as a user runs it: the checkpoint loaded onto the device, two envs.
+    from planet import cli
+
+    return cli.main(["evaluate", args.train_worker, "--episodes", str(EVALUATE_EPISODES),
+                     "--device", args.device, "--no-progress"])
 
 
 # --- report --------------------------------------------------------------------------------
@@ -450,6 +473,7 @@ def summary_markdown(stages: dict[str, Stage], command: str, seconds: float) -> 
                       "chooses it per device, with these figures quoted in its docstring."]
     train = stages["train"].result
     if train.get("training_episodes"):
+        evaluate = train.get("evaluate", {})
         lines += ["", "## Training (toy:dot)", "",
                   f"{train['episodes']} episodes ({train['training_episodes']} with updates, "
                   f"{train['evaluations']} evaluated, {train['resumes']} resume); "
@@ -457,7 +481,9 @@ def summary_markdown(stages: dict[str, Stage], command: str, seconds: float) -> 
                   f"{train.get('loss_last', float('nan')):.2f}; all finite: "
                   f"{train['all_finite']}; median update "
                   f"{train.get('median_time_per_update', float('nan')):.4f} s, median step "
-                  f"{train.get('median_time_per_step', float('nan')):.4f} s."]
+                  f"{train.get('median_time_per_step', float('nan')):.4f} s. `planet evaluate` "
+                  f"on {evaluate.get('device')}: returns "
+                  f"{', '.join(f'{value:.1f}' for value in evaluate.get('returns', []))}."]
     return "\n".join(lines) + "\n"
 
 

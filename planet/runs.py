@@ -83,6 +83,7 @@ class LoadedRun:
             "env": self.config.env.name,
             "config_hash": self.config_hash,
             "overrides": self.overrides,
+            "device": str(self.components.device),
         }
 
 

@@ -79,6 +79,8 @@ def test_dry_run_training_loss_fell_and_stayed_finite(dry_run):
     assert train["all_finite"] and train["nonfinite_updates"] == 0
     assert train["training_episodes"] >= gpu_check.QUICK.min_train_episodes
     assert train["evaluations"] >= 1 and train["resumes"] == 1
+    evaluate = train["evaluate"]
+    assert evaluate["device"] == "cpu" and len(evaluate["returns"]) == gpu_check.EVALUATE_EPISODES
     records = [json.loads(line) for line in (out / "train_metrics.jsonl").read_text().splitlines()]
     assert len(records) == train["episodes"]
     summary = (out / "summary.md").read_text()
@@ -111,6 +113,18 @@ def test_judge_training_fails_a_flat_loss_and_non_finite_numbers():
                    for record in good]
     assert gpu_check.judge_training(unevaluated, 0)["problems"] == [
         "no evaluation ran during training", "the run was not resumed"]
+
+
+def test_judge_evaluate_wants_one_finite_return_per_episode(tmp_path):
+    path = tmp_path / "eval.json"
+    assert gpu_check.judge_evaluate(path)["problems"] == ["planet evaluate wrote no eval.json"]
+    path.write_text(json.dumps({"returns": [1.0, 2.0], "device": "cuda:0"}))
+    assert gpu_check.judge_evaluate(path) == {"returns": [1.0, 2.0], "device": "cuda:0",
+                                              "problems": []}
+    path.write_text(json.dumps({"returns": [1.0, float("nan")]}))
+    assert "expected 2 finite ones" in gpu_check.judge_evaluate(path)["problems"][0]
+    path.write_text(json.dumps({"returns": [1.0]}))
+    assert "expected 2 finite ones" in gpu_check.judge_evaluate(path)["problems"][0]
 
 
 def test_parse_junit_counts_failures_and_skips(tmp_path):
