@@ -24,7 +24,8 @@ check.json (every stage's result), summary.md (a short report), bench.json, trai
 and the three stages' logs (tests.log, bench.log, train.log). Exit code 0 when every stage
 passed.
 
-Needs: PyTorch, numpy, pytest, tqdm, tensorboard and gymnasium (toy:dot is a Gymnasium env);
+Needs: PyTorch, numpy, pytest, tqdm, tensorboard (and the Pillow it requires: the training stage
+logs images) and gymnasium (toy:dot is a Gymnasium env);
 no network and no display. MuJoCo and dm_control are optional. benchmarks/gpu_check.sh installs
 gymnasium from wheels in .whl/ when it is missing (see the script).
 
@@ -55,7 +56,10 @@ import traceback
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from planet.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 # The compiled planner last: its compiles are the slowest part, and a stage cut short by its
@@ -71,14 +75,17 @@ QUICK_TEST_FILES = ["tests/test_models.py", "tests/test_objectives.py",
                     "tests/test_planner.py", "tests/test_preprocess.py", "tests/test_agent.py"]
 # Switches whose defaults were chosen from CPU figures only.
 SWITCHES = ["machine.fast_deconv", "machine.channels_last", "machine.compile_planner"]
-OPTIONAL_PACKAGES = ["numpy", "pytest", "tqdm", "tensorboard", "gymnasium", "dm_control",
+OPTIONAL_PACKAGES = ["numpy", "pytest", "tqdm", "tensorboard", "PIL", "gymnasium", "dm_control",
                      "mujoco", "triton", "matplotlib", "imageio"]
 
 
 # Evaluation (its private RNG stream, the eval GIF, the open-loop strip) and the reconstruction
 # strip run on the device in the short training run too, not only every 25 episodes.
-EVALUATE_EVERY_2 = ["train.test_interval=2", "train.image_log_interval=2"]
+EVALS_AND_IMAGES_EVERY_2 = ["train.test_interval=2", "train.image_log_interval=2"]
 EVALUATE_EPISODES = 2  # `planet evaluate` after training: envs acting as one batch
+# Of the training stage's time limit, what the worker keeps for after its training budget: the
+# episode under way, the resume (a rebuild, the replay, one episode) and `planet evaluate`.
+AFTER_TRAINING_S = 45.0
 
 
 @dataclass
@@ -104,7 +111,7 @@ FULL = Plan(
                 "--switches", ",".join(SWITCHES)],
     bench_limit_s=170,
     # toy:dot episodes last 30 steps (31 rows), too short for the paper's chunks of 50.
-    train_preset="paper", train_overrides=["train.chunk_length=30", *EVALUATE_EVERY_2],
+    train_preset="paper", train_overrides=["train.chunk_length=30", *EVALS_AND_IMAGES_EVERY_2],
     train_seconds=80,
     train_limit_s=150,
     min_train_episodes=3,
@@ -116,7 +123,8 @@ QUICK = Plan(
                 "--switches", "machine.fast_deconv,machine.channels_last"],
     bench_limit_s=120,
     train_preset="smoke",
-    train_overrides=["train.seed_episodes=1", "train.collect_interval=8", *EVALUATE_EVERY_2],
+    train_overrides=["train.seed_episodes=1", "train.collect_interval=8",
+                     *EVALS_AND_IMAGES_EVERY_2],
     train_seconds=2, train_limit_s=120, min_train_episodes=3,
     # One thread: on a busy 2-core machine, threads waiting for each other make the tiny
     # models 100x slower (tests/conftest.py, one_thread).
@@ -318,9 +326,10 @@ def train_stage(device: str, plan: Plan, out: Path, scratch: Path) -> Stage:
                               "--fetch-wheels where pip can reach the index, and bring .whl/")
         return stage
     run_dir = scratch / "train_run"
+    # A limit cut by --budget-s cuts the training budget with it, not the resume or evaluate.
+    seconds = max(1.0, min(plan.train_seconds, plan.train_limit_s - AFTER_TRAINING_S))
     command = [sys.executable, "-m", "planet.gpu_check", "--train-worker", str(run_dir),
-               "--device", device, "--preset", plan.train_preset,
-               "--seconds", str(plan.train_seconds),
+               "--device", device, "--preset", plan.train_preset, "--seconds", str(seconds),
                "--min-episodes", str(plan.min_train_episodes),
                *[arg for item in plan.train_overrides for arg in ("--set", item)]]
     code, stage.seconds = run_logged(command, out / "train.log", plan.train_limit_s,
@@ -386,9 +395,12 @@ def judge_training(records: list[dict[str, Any]], resumes: int) -> dict[str, Any
 
 def judge_evaluate(path: Path) -> dict[str, Any]:
     """`planet evaluate`'s eval.json: one finite return per episode asked for."""
-    if not path.exists():
+    try:
+        summary = json.loads(path.read_text())
+    except FileNotFoundError:
         return {"problems": ["planet evaluate wrote no eval.json"]}
-    summary = json.loads(path.read_text())
+    except ValueError as error:  # the worker killed while writing it
+        return {"problems": [f"planet evaluate's eval.json does not parse: {error}"]}
     returns = summary.get("returns", [])
     result: dict[str, Any] = {"returns": returns, "device": summary.get("device"),
                               "problems": []}
@@ -399,33 +411,54 @@ def judge_evaluate(path: Path) -> dict[str, Any]:
 
 
 def train_worker(args: argparse.Namespace) -> int:
-    """Train `args.preset` on toy:dot until `args.seconds` of wall time (and min episodes)."""
+    """The training stage's process: train, resume, evaluate (each below); exit status."""
     from planet.config import make_config, parse_assignments
-    from planet.train import train
 
     overrides = {"env.name": "toy:dot", "device": args.device, "train.episodes": 100_000}
     overrides.update(parse_assignments(args.set))
     config = make_config(args.preset, overrides)
-    least = config.train.seed_episodes + args.min_episodes
+    run_dir = Path(args.train_worker)
+    episodes = train_for(config, run_dir, args.seconds, args.min_episodes)
+    resume_for_one_more(config, run_dir, episodes)
+    return evaluate_on_device(run_dir, args.device)
+
+
+def _print_now(line: str) -> None:
+    print(line, flush=True)
+
+
+def train_for(config: Config, run_dir: Path, seconds: float, min_episodes: int) -> int:
+    """Train until `seconds` of wall time and `min_episodes` after the seed episodes; returns
+    the episodes done."""
+    from planet.train import train
+
+    least = config.train.seed_episodes + min_episodes
 
     def stop(record: dict[str, Any], _components) -> bool:
-        return record["wall_time"] >= args.seconds and record["episode"] + 1 >= least
+        return record["wall_time"] >= seconds and record["episode"] + 1 >= least
 
-    def log(line: str) -> None:
-        print(line, flush=True)
-
-    summary = train(config, Path(args.train_worker), progress=False, on_episode=stop, log=log)
+    summary = train(config, run_dir, progress=False, on_episode=stop, log=_print_now)
     print(f"trained {summary['episodes']} episodes, {summary['env_steps']} env steps")
-    # One episode more from the checkpoint: model, optimiser and random state back on the
-    # device (train.episodes is a field a resume may change).
-    config.train.episodes = summary["episodes"] + 1
-    resumed = train(config, Path(args.train_worker), progress=False, log=log)
+    return summary["episodes"]
+
+
+def resume_for_one_more(config: Config, run_dir: Path, episodes: int) -> None:
+    """One episode more from the checkpoint: model, optimiser and random state back on the
+    device (train.episodes is a field a resume may change)."""
+    from planet.train import train
+
+    config.train.episodes = episodes + 1
+    resumed = train(config, run_dir, progress=False, log=_print_now)
     print(f"resumed at episode {resumed['resumed_from']}: {resumed['episodes']} episodes")
-    # `planet evaluate` as a user runs it: the checkpoint loaded onto the device, two envs.
+
+
+def evaluate_on_device(run_dir: Path, device: str) -> int:
+    """`planet evaluate` as a user runs it: the newest checkpoint loaded onto the device, and
+    EVALUATE_EPISODES envs acting as one batch; writes RUN_DIR/eval.json."""
     from planet import cli
 
-    return cli.main(["evaluate", args.train_worker, "--episodes", str(EVALUATE_EPISODES),
-                     "--device", args.device, "--no-progress"])
+    return cli.main(["evaluate", str(run_dir), "--episodes", str(EVALUATE_EPISODES),
+                     "--device", device, "--no-progress"])
 
 
 # --- report --------------------------------------------------------------------------------
@@ -474,6 +507,9 @@ def summary_markdown(stages: dict[str, Stage], command: str, seconds: float) -> 
     train = stages["train"].result
     if train.get("training_episodes"):
         evaluate = train.get("evaluate", {})
+        returns = ", ".join(f"{value:.1f}" for value in evaluate.get("returns", []))
+        evaluated = (f" `planet evaluate` on {evaluate.get('device')}: returns {returns}."
+                     if returns else " `planet evaluate` gave no returns.")
         lines += ["", "## Training (toy:dot)", "",
                   f"{train['episodes']} episodes ({train['training_episodes']} with updates, "
                   f"{train['evaluations']} evaluated, {train['resumes']} resume); "
@@ -481,9 +517,7 @@ def summary_markdown(stages: dict[str, Stage], command: str, seconds: float) -> 
                   f"{train.get('loss_last', float('nan')):.2f}; all finite: "
                   f"{train['all_finite']}; median update "
                   f"{train.get('median_time_per_update', float('nan')):.4f} s, median step "
-                  f"{train.get('median_time_per_step', float('nan')):.4f} s. `planet evaluate` "
-                  f"on {evaluate.get('device')}: returns "
-                  f"{', '.join(f'{value:.1f}' for value in evaluate.get('returns', []))}."]
+                  f"{train.get('median_time_per_step', float('nan')):.4f} s.{evaluated}"]
     return "\n".join(lines) + "\n"
 
 

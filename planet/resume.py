@@ -1,9 +1,9 @@
 """Crash safety and exact resume of a training run (used by planet.train).
 
-Each episode is written to episodes/ as it completes, then logged,
-then `checkpoints/episode_<N>.pt` is written (every `checkpoint_interval` episodes; default 1):
-model, optimiser, every RNG (torch, CUDA, numpy, Python, the replay sampler's), the episode,
-env-step and update counters. Every write is atomic (temporary file, fsync, rename). A kill at
+Each episode is written to episodes/ as it completes, then logged, then
+`checkpoints/episode_<N>.pt` is written (every `checkpoint_interval` episodes; default 1): model,
+optimiser, every RNG (torch, numpy, Python, the replay sampler's; the GPUs' for a run on CUDA),
+the episode, env-step and update counters. Every write is atomic (temporary file, fsync, rename). A kill at
 any moment therefore leaves the last checkpoint N and episode files 0..N-1 intact, plus perhaps
 episode files, metrics lines and TensorBoard events past N. Resuming loads checkpoint N, deletes
 episode files >= N, drops metrics lines >= N (an unreadable line of an earlier episode is
@@ -31,7 +31,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -298,7 +298,7 @@ class OpenRun:
     logger: Any  # planet.logging.Logger
     resumed: bool
     # Where a crash test asks the process to kill itself (None outside tests).
-    kill_at: KillPoint | None = field(default_factory=kill_point_from_env)
+    kill_at: KillPoint | None = dataclasses.field(default_factory=kill_point_from_env)
 
 
 def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:

@@ -53,7 +53,9 @@ def test_evaluate_writes_returns_and_video(smoke_run, tmp_path, capsys):
 
     assert summary["config_hash"] == load_run_config(smoke_run).hash()
     assert summary["overrides"] == {"env.max_episode_steps": 80}
-    assert summary["device"] == "cpu"
+    from planet.utils import choose_device
+
+    assert summary["device"] == str(choose_device("auto"))  # the run's: device auto
     assert f"return: mean {summary['return_mean']:.2f}, std {summary['return_std']:.2f}" in out
     # Decode the video back (iterate: list() would ask the reader its length, infinite):
     # 2 episodes x 11 frames, upscaled to 256 x 256, real content.

@@ -108,7 +108,8 @@ def test_judge_training_fails_a_flat_loss_and_non_finite_numbers():
     problems = gpu_check.judge_training(broken, 1)["problems"]
     assert "non-finite numbers in episodes [1]" in problems
     assert "3 updates had a non-finite loss or gradient" in problems
-    assert "too few" in gpu_check.judge_training(good[:1], 1)["problems"][-1]
+    assert "only 1 training episodes" in gpu_check.judge_training(good[:2], 1)["problems"][-1]
+    assert "only 0 training episodes" in gpu_check.judge_training(good[:1], 1)["problems"][-1]
     unevaluated = [{key: value for key, value in record.items() if key != "eval_return"}
                    for record in good]
     assert gpu_check.judge_training(unevaluated, 0)["problems"] == [
@@ -125,6 +126,8 @@ def test_judge_evaluate_wants_one_finite_return_per_episode(tmp_path):
     assert "expected 2 finite ones" in gpu_check.judge_evaluate(path)["problems"][0]
     path.write_text(json.dumps({"returns": [1.0]}))
     assert "expected 2 finite ones" in gpu_check.judge_evaluate(path)["problems"][0]
+    path.write_text('{"returns": [1.0, ')  # killed while writing
+    assert "does not parse" in gpu_check.judge_evaluate(path)["problems"][0]
 
 
 def test_parse_junit_counts_failures_and_skips(tmp_path):
