@@ -451,6 +451,32 @@ def switch_verdict(ratios: list[float]) -> bool:
 
 
 # --- main ----------------------------------------------------------------------------------
+def log_system(info: dict[str, Any], device: torch.device, log: Callable[[str], None]) -> None:
+    log(f"cpu: {info['cpu']} ({info['cpu_count']} cores), threads {info['threads']}, "
+        f"torch {info['torch']}, fast dtype {info['fast_dtype']}, load {info['load_average']}")
+    if device.type == "cuda":
+        log(f"gpu: {info['gpu']} ({info['gpu_memory_bytes'] / 2**30:.0f} GiB, "
+            f"{info['gpu_multiprocessors']} SMs), CUDA {info['cuda']}, cuDNN {info['cudnn']}")
+
+
+def env_step_figure(config: Config, env_name: str, env_steps: int, seed: int, skip_env: bool,
+                    log: Callable[[str], None]) -> tuple[dict[str, Any] | None, str]:
+    """The env step with rendering, both paths: (figure, '') or (None, why it was skipped)."""
+    if skip_env:
+        return None, "--skip-env"
+    missing = missing_env_packages(env_name)
+    if missing:
+        why = f"{', '.join(missing)} not installed"
+        log(f"env step: skipped ({why}); the model figures do not need it")
+        return None, why
+    log("timing env step ...")
+    figure = _env_figures(config, env_name, env_steps, seed)
+    figure["label"] = f"env step with render (repeat {figure['action_repeat']})"
+    if "reference" in figure:
+        figure["ratio"] = figure["fast"] / figure["reference"]
+    return figure, ""
+
+
 def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs: int = 5,
               env_name: str | None = None, skip_env: bool = False, seed: int = 0,
               log: Callable[[str], None] = print, verbose: bool = False,
@@ -473,11 +499,7 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
     ref = BenchPath(ref_config, action_size, device, None)
     fast = BenchPath(config, action_size, device, ref.model.state_dict(), log)
     info = system_info(fast.dtype, device)
-    log(f"cpu: {info['cpu']} ({info['cpu_count']} cores), threads {info['threads']}, "
-        f"torch {info['torch']}, fast dtype {info['fast_dtype']}, load {info['load_average']}")
-    if device.type == "cuda":
-        log(f"gpu: {info['gpu']} ({info['gpu_memory_bytes'] / 2**30:.0f} GiB, "
-            f"{info['gpu_multiprocessors']} SMs), CUDA {info['cuda']}, cuDNN {info['cudnn']}")
+    log_system(info, device, log)
 
     inputs = make_inputs(config, ref, action_size, batch_envs, seed)
     chunks = inputs.replay.sample(inputs.batch, inputs.length, inputs.rng)
@@ -499,19 +521,11 @@ def run_bench(config: Config, repeats: int = 5, env_steps: int = 20, batch_envs:
             rss["training_fast"] = training_peak_rss(config)
 
     skipped: dict[str, str] = {}
-    env_name = env_name or config.env.name
-    missing = [] if skip_env else missing_env_packages(env_name)
-    if skip_env:
-        skipped["env_step"] = "--skip-env"
-    elif missing:
-        skipped["env_step"] = f"{', '.join(missing)} not installed"
-        log(f"env step: skipped ({skipped['env_step']}); the model figures do not need it")
+    env_figure, why_not = env_step_figure(config, env_name or config.env.name, env_steps, seed,
+                                          skip_env, log)
+    if env_figure is None:
+        skipped["env_step"] = why_not
     else:
-        log("timing env step ...")
-        env_figure = _env_figures(config, env_name, env_steps, seed)
-        env_figure["label"] = f"env step with render (repeat {env_figure['action_repeat']})"
-        if "reference" in env_figure:
-            env_figure["ratio"] = env_figure["fast"] / env_figure["reference"]
         figures["env_step"] = env_figure
     figures["episode"] = episode_figure(config, figures, paths)
     result = {

@@ -2,18 +2,18 @@
 
 Each episode is written to episodes/ as it completes, then logged, then
 `checkpoints/episode_<N>.pt` is written (every `checkpoint_interval` episodes; default 1): model,
-optimiser, every RNG (torch, numpy, Python, the replay sampler's; the GPUs' for a run on CUDA),
-the episode, env-step and update counters. Every write is atomic (temporary file, fsync, rename). A kill at
-any moment therefore leaves the last checkpoint N and episode files 0..N-1 intact, plus perhaps
-episode files, metrics lines and TensorBoard events past N. Resuming loads checkpoint N, deletes
-episode files >= N, drops metrics lines >= N (an unreadable line of an earlier episode is
+optimiser, every RNG (torch, numpy, Python, the replay sampler's; the GPUs' for a run on CUDA), the
+episode, env-step and update counters. Every write is atomic (temporary file, fsync, rename). A
+kill at any moment therefore leaves the last checkpoint N and episode files 0..N-1 intact, plus
+perhaps episode files, metrics lines and TensorBoard events past N. Resuming loads checkpoint N,
+deletes episode files >= N, drops metrics lines >= N (an unreadable line of an earlier episode is
 reported and rebuilt from its episode file), purges TensorBoard events past N's env steps, and
 continues: with machine.deterministic on CPU the resumed run logs the same numbers as a run that
 was never killed. A half-collected episode was never written and is collected again; so are the
-episodes after the last checkpoint when checkpoint_interval > 1 (their model state was not
-saved). Env RNG needs no saving: each episode resets its env with `episode_seed`.
-The whole run holds the run folder's lock (planet.run_lock), so no second writer can interleave
-its episodes or delete the temporary files of this one.
+episodes after the last checkpoint when checkpoint_interval > 1 (their model state was not saved).
+Env RNG needs no saving: each episode resets its env with `episode_seed`. The whole run holds the
+run folder's lock (planet.run_lock), so no second writer can interleave its episodes or delete the
+temporary files of this one.
 
 This module holds what that takes: which config fields may change on resume, the choice of the
 checkpoint to resume from, the state of every RNG, the counters a checkpoint saves beside them
