@@ -6,15 +6,22 @@ import json
 
 import imageio.v2 as imageio
 import numpy as np
+import pytest
 
 from planet.cli import main
+
+# Two evaluations must fit the 9 s budget: one thread (conftest.one_thread) and 200-step
+# episodes keep an episode to a second or two on a busy 2-core machine.
+pytestmark = pytest.mark.usefixtures("one_thread")
+EPISODE_STEPS = 200
 
 
 def test_short_learning_benchmark_writes_json_and_curve(tmp_path, capsys):
     out = tmp_path / "bench"
     code = main(["bench-learning", "--preset", "smoke", "--env", "cartpole-swingup",
                  "--minutes", "0.15", "--eval-every", "0.05", "--eval-episodes", "2",
-                 "--out", str(out), "--no-progress", "--set", "train.collect_interval=4"])
+                 "--out", str(out), "--no-progress", "--set", "train.collect_interval=4",
+                 "--set", f"env.max_episode_steps={EPISODE_STEPS}"])
     assert code == 0
     summary = json.loads((out / "learning.json").read_text())
     points = summary["points"]
@@ -24,11 +31,13 @@ def test_short_learning_benchmark_writes_json_and_curve(tmp_path, capsys):
     assert all(len(p["eval_returns"]) == 2 for p in points)
     assert np.isfinite([r for p in points for r in p["eval_returns"]]).all()
     steps = [p["env_steps"] for p in points]
-    assert steps == sorted(steps) and steps[-1] % 1000 == 0
+    assert steps == sorted(steps) and steps[-1] % EPISODE_STEPS == 0  # whole episodes
     assert summary["references"]["table1"] == 821
     assert summary["preset"] == "smoke" and summary["config"]["train"]["collect_interval"] == 4
-    assert summary["command"].endswith("--preset smoke --seed 0 --minutes 0.15 --eval-every 0.05 "
-                                       "--eval-episodes 2 --set train.collect_interval=4")
+    assert summary["config"]["env"]["max_episode_steps"] == EPISODE_STEPS
+    assert summary["command"].endswith(
+        "--preset smoke --seed 0 --minutes 0.15 --eval-every 0.05 --eval-episodes 2 --set "
+        f"train.collect_interval=4 --set env.max_episode_steps={EPISODE_STEPS}")
     image = imageio.imread(out / "learning.png")
     assert image.shape[:2] == (420, 1100)
     assert "eval return" in capsys.readouterr().out

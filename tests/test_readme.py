@@ -275,6 +275,7 @@ def test_lists_match_the_readme():
     assert COMMANDS, "no planet commands found in README.md"
 
 
+@pytest.mark.slow  # it reads what the slow README commands above wrote
 def test_tensorboard_logdir_holds_events(workdir: Path):
     """The README's `tensorboard --logdir runs` line: the runs above wrote event files there."""
     if not (workdir / "runs").exists():
