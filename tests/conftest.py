@@ -88,7 +88,7 @@ TOY_OVERRIDES = {
     "train.episodes": 12,
     "seed": 1,
     "train.seed_episodes": 3,
-    "train.collect_interval": 40,
+    "train.collect_interval": 60,
     "train.batch_size": 16,
     "train.chunk_length": 10,
     "train.test_interval": 0,
@@ -98,16 +98,26 @@ TOY_OVERRIDES = {
     "planner.iterations": 4,
     "planner.candidates": 100,
     "planner.top_candidates": 10,
+    # float32 and one thread (below): the same numbers on any CPU, with or without fast bf16.
+    "machine.precision": "float32",
 }
 
 
 @pytest.fixture(scope="session")
 def toy_run(tmp_path_factory):
-    """A toy:dot run trained with TOY_OVERRIDES (about a minute); read-only, like smoke_run."""
+    """A toy:dot run trained with TOY_OVERRIDES on one thread (about a minute); read-only, like
+    smoke_run."""
+    import torch
+
     from planet.train import train
 
     run_dir = tmp_path_factory.mktemp("toy_run") / "run"
-    train(make_config("smoke", TOY_OVERRIDES), run_dir, progress=False, log=lambda *_: None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(make_config("smoke", TOY_OVERRIDES), run_dir, progress=False, log=lambda *_: None)
+    finally:
+        torch.set_num_threads(threads)
     return run_dir
 
 
