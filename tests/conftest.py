@@ -62,6 +62,25 @@ def quiet(*_) -> None:
     """A `log` that prints nothing."""
 
 
+@pytest.fixture(autouse=True, scope="module")
+def deterministic_mode_stays_in_its_module():
+    """A run with machine.deterministic turns torch's deterministic algorithms on for the whole
+    process (planet.utils.seed_everything): put them back after each test module."""
+    import os
+
+    import torch
+
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    if workspace is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
+
+
 @pytest.fixture
 def smoke_config() -> Config:
     """The `smoke` preset: tiny model and planner, same code paths as the paper config."""
@@ -74,15 +93,27 @@ def smoke_run(tmp_path_factory):
 
     Treat it as read-only: copy it (shutil.copytree) before changing anything in it.
     """
-    from planet.train import train
-
     run_dir = tmp_path_factory.mktemp("smoke_run") / "run"
-    config = make_config("smoke", {"train.episodes": 3})
-    train(config, run_dir, progress=False, log=lambda *_: None)
+    train_on_one_thread(make_config("smoke", {"train.episodes": 3}), run_dir)
     return run_dir
 
 
-# A toy:dot run just long enough to learn (3 random + 9 planned episodes, 360 updates).
+def train_on_one_thread(config: Config, run_dir) -> None:
+    """Train a shared run on one thread, quietly: its numbers do not depend on which test
+    asked for it first, and a busy 2-core machine does not slow it down (one_thread)."""
+    import torch
+
+    from planet.train import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(config, run_dir, progress=False, log=quiet)
+    finally:
+        torch.set_num_threads(threads)
+
+
+# A toy:dot run just long enough to learn (3 random + 9 planned episodes, 540 updates).
 TOY_OVERRIDES = {
     "env.name": "toy:dot",
     "train.episodes": 12,
@@ -98,26 +129,16 @@ TOY_OVERRIDES = {
     "planner.iterations": 4,
     "planner.candidates": 100,
     "planner.top_candidates": 10,
-    # float32 and one thread (below): the same numbers on any CPU, with or without fast bf16.
+    # float32 and one thread (toy_run): the same numbers on any CPU, with or without fast bf16.
     "machine.precision": "float32",
 }
 
 
 @pytest.fixture(scope="session")
 def toy_run(tmp_path_factory):
-    """A toy:dot run trained with TOY_OVERRIDES on one thread (about a minute); read-only, like
-    smoke_run."""
-    import torch
-
-    from planet.train import train
-
+    """A toy:dot run trained with TOY_OVERRIDES (about a minute); read-only, like smoke_run."""
     run_dir = tmp_path_factory.mktemp("toy_run") / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train(make_config("smoke", TOY_OVERRIDES), run_dir, progress=False, log=lambda *_: None)
-    finally:
-        torch.set_num_threads(threads)
+    train_on_one_thread(make_config("smoke", TOY_OVERRIDES), run_dir)
     return run_dir
 
 
@@ -129,8 +150,6 @@ TINY_OVERRIDES = {"env.name": "toy:dot", "train.episodes": 2, "train.seed_episod
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A toy:dot run trained with TINY_OVERRIDES; read-only, like smoke_run."""
-    from planet.train import train
-
     run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
-    train(make_config("smoke", TINY_OVERRIDES), run_dir, progress=False, log=lambda *_: None)
+    train_on_one_thread(make_config("smoke", TINY_OVERRIDES), run_dir)
     return run_dir
