@@ -453,12 +453,15 @@ def resume_for_one_more(config: Config, run_dir: Path, episodes: int) -> None:
 
 
 def evaluate_on_device(run_dir: Path, device: str) -> int:
-    """`planet evaluate` as a user runs it: the newest checkpoint loaded onto the device, and
+    """`planet evaluate` as a user runs it (its own arguments, parsed as the command line does;
+    a tool does not import the command line): the newest checkpoint loaded onto the device, and
     EVALUATE_EPISODES envs acting as one batch; writes RUN_DIR/eval.json."""
-    from planet import cli
+    from planet import evaluate
 
-    return cli.main(["evaluate", str(run_dir), "--episodes", str(EVALUATE_EPISODES),
-                     "--device", device, "--no-progress"])
+    parser = argparse.ArgumentParser(prog="planet evaluate")
+    evaluate.add_arguments(parser)
+    return evaluate.main(parser.parse_args([str(run_dir), "--episodes", str(EVALUATE_EPISODES),
+                                            "--device", device, "--no-progress"]))
 
 
 # --- report --------------------------------------------------------------------------------
