@@ -518,6 +518,11 @@ def drive(
         return statuses
     session = uuid.uuid4().hex[:12]
     start_ray(address, log)
+    try:
+        check_a_run_fits(ray.nodes(), cpus_per_run, gpus_per_run)
+    except UsageError:
+        ray.shutdown()
+        raise
     # max_calls=1: a fresh worker process per run (its output is redirected to the run's log).
     task = ray.remote(max_calls=1)(train_one).options(
         num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries,
@@ -551,6 +556,22 @@ def drive(
         ray.shutdown()
         log(f"Ray shut down in {time.time() - stopping:.1f} s")
     return statuses
+
+
+def check_a_run_fits(nodes: list[dict[str, Any]], cpus_per_run: int,
+                     gpus_per_run: float) -> None:
+    """A UsageError when no live Ray node has the CPUs and GPUs one run asks for: Ray would
+    wait for such a node for ever, and the sweep with it. `nodes`: ray.nodes()."""
+    sizes = [node.get("Resources", {}) for node in nodes if node.get("Alive")]
+    if any(size.get("CPU", 0) >= cpus_per_run and size.get("GPU", 0) >= gpus_per_run
+           for size in sizes):
+        return
+    largest = max(sizes, key=lambda size: (size.get("GPU", 0), size.get("CPU", 0)), default={})
+    asked = f"--cpus-per-run {cpus_per_run}" + (
+        f" --gpus-per-run {gpus_per_run:g}" if gpus_per_run else "")
+    raise UsageError(
+        f"{asked}: no Ray node has that much (the largest has {largest.get('CPU', 0):g} CPUs "
+        f"and {largest.get('GPU', 0):g} GPUs), so no run could start; ask for less per run")
 
 
 def running_or_pending(run_dir: Path, session: str) -> str:

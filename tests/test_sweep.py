@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from planet import cli
+from planet.errors import UsageError
 from planet.report import (
     against_random,
     curve,
@@ -40,6 +41,7 @@ from planet.sweep import (
     LiveView,
     RunStatus,
     append_attempt,
+    check_a_run_fits,
     episodes_done,
     quiet_default_token_auth,
     running_or_pending,
@@ -243,6 +245,26 @@ def test_driver_killed_midway_then_rerun_finishes_each_episode_once(tmp_path: Pa
     assert len(attempts(out / "toy_dot" / "s0")) == 1  # finished: not run again
     resumes = [json.loads(line) for line in (second / "resumes.jsonl").read_text().splitlines()]
     assert resumes and resumes[-1]["episode"] >= 2
+
+
+def test_a_run_too_big_for_every_node_is_refused_not_waited_for(tmp_path: Path):
+    """Ray would hold a task that fits no node for ever: the sweep says so and stops."""
+    nodes = [{"Alive": True, "Resources": {"CPU": 2.0}},
+             {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0}},
+             {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}]
+    check_a_run_fits(nodes, 8, 1)  # the second node takes it
+    check_a_run_fits(nodes, 2, 0)
+    with pytest.raises(UsageError, match=r"^--cpus-per-run 4 --gpus-per-run 2: no Ray node has "
+                       r"that much \(the largest has 8 CPUs and 1 GPUs\)"):
+        check_a_run_fits(nodes, 4, 2)  # the dead node would have
+    with pytest.raises(UsageError, match=r"^--cpus-per-run 9: .*\(the largest has 8 CPUs"):
+        check_a_run_fits(nodes, 9, 0)
+    # The command: one line, exit 2, at once (not the 900 s hang guard), no run started.
+    out = tmp_path / "too-big"
+    result = run_sweep(out, "--envs", "toy:dot", "--episodes", "1", "--cpus-per-run", "64")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--cpus-per-run 64: no Ray node has that much" in result.stderr
+    assert not (out / "toy_dot").exists()
 
 
 def test_crashed_worker_is_retried_and_a_failing_run_is_reported(tmp_path: Path):
