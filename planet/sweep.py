@@ -518,11 +518,6 @@ def drive(
         return statuses
     session = uuid.uuid4().hex[:12]
     start_ray(address, log)
-    try:
-        check_a_run_fits(ray.nodes(), cpus_per_run, gpus_per_run)
-    except UsageError:
-        ray.shutdown()
-        raise
     # max_calls=1: a fresh worker process per run (its output is redirected to the run's log).
     task = ray.remote(max_calls=1)(train_one).options(
         num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=retries,
@@ -533,6 +528,7 @@ def drive(
     in_flight: dict[Any, str] = {}
     limit = parallel if parallel > 0 else len(todo)
     try:
+        check_a_run_fits(ray.nodes(), cpus_per_run, gpus_per_run)
         while pending or in_flight:
             while pending and len(in_flight) < limit:
                 name = pending.pop(0)
