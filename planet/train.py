@@ -29,6 +29,7 @@ from planet.config import Config, validate
 from planet.episodes import evaluate_policy, run_episodes
 from planet.errors import TrainError
 from planet.learner import mean_metrics
+from planet.measure import device_sync
 from planet.predictions import eval_media_due, log_eval_media, reconstruction_strip
 from planet.resume import OpenRun, collect_kill_hook, maybe_kill, private_rng, start_or_resume
 from planet.run_lock import hold_run_dir, refuse_non_directory
@@ -170,6 +171,12 @@ def fit_world_model(run: OpenRun, episode: int, timer: Timer, bars: Bars,
                 "train.grad_clip_norm) in a new --run-dir"
             )
     learner.model.eval()
+    if (sync := device_sync(run.components.device)) is not None:
+        # On a GPU each update's optimizer step is still queued when its update returns; the
+        # next update's loss read-back waits for it. Wait for the last one here, so that it is
+        # billed to the updates and not to the collection that follows.
+        with timer("update", count=False):
+            sync()
     skipped = sum(entry["skipped"] for entry in history)
     if skipped:
         log(f"warning: episode {episode}: skipped {skipped:.0f} of {len(history)} updates with "

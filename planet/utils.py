@@ -172,13 +172,14 @@ class Timer:
         self.counts: dict[str, int] = defaultdict(int)
 
     @contextlib.contextmanager
-    def __call__(self, name: str):
+    def __call__(self, name: str, count: bool = True):
+        """Time the block under `name`; count=False adds its time without counting a call."""
         start = time.perf_counter()
         try:
             yield
         finally:
             self.totals[name] += time.perf_counter() - start
-            self.counts[name] += 1
+            self.counts[name] += int(count)
 
     def reset(self) -> None:
         self.totals.clear()

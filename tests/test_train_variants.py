@@ -30,3 +30,27 @@ def test_short_runs_train_and_log_finite_losses(tmp_path, overrides, steps_per_e
     trained = records[-1]
     assert math.isfinite(trained["loss_total"]) and math.isfinite(trained["eval_return"])
     assert (tmp_path / "run" / "checkpoints" / "episode_000003.pt").exists()
+
+
+def test_the_last_updates_device_work_is_billed_to_the_updates(tmp_path, monkeypatch):
+    # On CUDA the last optimizer step is still queued when fit_world_model's loop ends; train
+    # waits for it under "update" without counting an extra update. A slow stand-in for
+    # torch.cuda.synchronize shows where its time goes.
+    import time
+
+    import planet.train
+
+    waits = []
+
+    def slow_sync(device):
+        return lambda: (waits.append(device), time.sleep(0.3))
+
+    monkeypatch.setattr(planet.train, "device_sync", slow_sync)
+    config = make_config("smoke", {"env.name": "toy:dot", "env.symbolic": True,
+                                   "train.episodes": 2, "train.seed_episodes": 1})
+    train(config, tmp_path / "run", progress=False, log=quiet)
+    trained = read_metrics(tmp_path / "run")[-1]
+    assert len(waits) == 1
+    assert trained["time_update"] >= 0.3 > trained["time_collect"]
+    updates = config.train.collect_interval
+    assert trained["time_per_update"] == pytest.approx(trained["time_update"] / updates)
