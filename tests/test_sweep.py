@@ -272,9 +272,10 @@ def test_crashed_worker_is_retried_and_a_failing_run_is_reported(tmp_path: Path)
     reported), s2 raises an error meant for the user (reported without a retry)."""
     out = tmp_path / "faults"
     faults = "toy_dot/s0=kill-first-attempt;toy_dot/s1=always-fail;toy_dot/s2=user-error"
-    # Two CPUs per run on a 2-CPU Ray: one run at a time, each with two torch threads.
+    # Every CPU for each run (two on CI): one run at a time, each with that many torch threads.
+    cpus = min(2, len(os.sched_getaffinity(0)))
     result = run_sweep(out, "--envs", "toy:dot", "--seeds", "0,1,2", "--episodes", "3",
-                       "--retries", "1", "--cpus-per-run", "2",
+                       "--retries", "1", "--cpus-per-run", str(cpus),
                        env={"PLANET_TEST_SWEEP_FAULT": faults})
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 of 3 runs done, 2 failed" in result.stdout
@@ -290,7 +291,7 @@ def test_crashed_worker_is_retried_and_a_failing_run_is_reported(tmp_path: Path)
     assert episodes_logged(killed) == [0, 1, 2]
     resumes = [json.loads(line) for line in (killed / "resumes.jsonl").read_text().splitlines()]
     assert resumes[0]["episode"] == 1  # the retry resumed after the first checkpoint
-    assert attempts(killed)[0]["torch_threads"] == 2  # Ray alone would leave one thread
+    assert attempts(killed)[0]["torch_threads"] == cpus  # Ray alone would leave one thread
     ends = attempts(out / "toy_dot" / "s1", "end")
     assert [end["outcome"] for end in ends] == ["error", "error"]  # the first try and one retry
 
