@@ -325,6 +325,8 @@ def train_stage(device: str, plan: Plan, out: Path, scratch: Path) -> Stage:
         stage.problems.append("toy:dot needs gymnasium: run benchmarks/gpu_check.sh "
                               "--fetch-wheels where pip can reach the index, and bring .whl/")
         return stage
+    from planet.logging import read_metrics
+
     run_dir = scratch / "train_run"
     # A limit cut by --budget-s cuts the training budget with it, not the resume or evaluate.
     seconds = max(1.0, min(plan.train_seconds, plan.train_limit_s - AFTER_TRAINING_S))
@@ -335,11 +337,10 @@ def train_stage(device: str, plan: Plan, out: Path, scratch: Path) -> Stage:
     code, stage.seconds = run_logged(command, out / "train.log", plan.train_limit_s,
                                      plan.threads)
     metrics_path = run_dir / "metrics.jsonl"
-    records = []
     if metrics_path.exists():
-        text = metrics_path.read_text()
-        (out / "train_metrics.jsonl").write_text(text)
-        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        (out / "train_metrics.jsonl").write_bytes(metrics_path.read_bytes())
+    # A worker killed at its time limit can leave half a line: reported, not a crash of the check.
+    records = read_metrics(run_dir, warn=stage.problems.append)
     if code is None:
         stage.problems.append(f"training outran {plan.train_limit_s:.0f} s")
     elif code != 0:

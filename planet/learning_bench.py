@@ -19,6 +19,7 @@ import numpy as np
 
 from planet.figures import save_figure
 from planet.references import planet_returns, reference_steps_shown, task_of
+from planet.tasks import env_folder_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
+def default_out(env_name: str, preset: str, seed: int) -> Path:
+    """results/learning/<env>-<preset>-s<seed>, one folder whatever the env name holds
+    ('gym:dm_control/cartpole-swingup-v0') and however many presets are combined ('cpu,fast')."""
+    return (Path("results") / "learning"
+            / f"{env_folder_name(env_name)}-{preset.replace(',', '+')}-s{seed}")
+
+
 # Evaluation number k of a learning benchmark seeds its episodes with indices 10000 + 100 k + i
 # on Stream.EVALUATE: clear of the indices 0 .. N-1 that `planet evaluate --episodes N` uses.
 BENCH_EVAL_OFFSET = 10_000
@@ -59,6 +67,7 @@ def bench_eval_returns(config, agent, count: int, index: int) -> list[float]:
 def run(args: argparse.Namespace) -> dict:
     from planet.config import ConfigError, make_config, parse_assignments
     from planet.resume import private_rng
+    from planet.seeds import Stream, episode_seed
     from planet.train import train
     from planet.utils import choose_device
 
@@ -73,8 +82,7 @@ def run(args: argparse.Namespace) -> dict:
     overrides.update(parse_assignments(args.set))
     config = make_config(args.preset, overrides)
     choose_device(config.device)  # a bad --device fails here, before the output folder exists
-    name = f"{args.env.replace(':', '_')}-{config.preset.replace(',', '+')}-s{args.seed}"
-    out = Path(args.out or Path("results") / "learning" / name)
+    out = Path(args.out) if args.out else default_out(args.env, config.preset, args.seed)
     if (out / "run").exists() or (out / "learning.json").exists():
         # train() would resume the run, and the curve would restart at its first point.
         raise ConfigError(f"{out} holds a learning benchmark already; the benchmark times a "
@@ -89,7 +97,8 @@ def run(args: argparse.Namespace) -> dict:
         stop = train_seconds >= budget
         if train_seconds >= state["next"] or stop:
             start = time.time()
-            with private_rng(components.device, 1_000_000 + len(points)):
+            seed = episode_seed(config.seed, len(points), Stream.BENCH_EVAL_RNG)
+            with private_rng(components.device, seed):
                 returns = bench_eval_returns(config, components.agent, args.eval_episodes,
                                              len(points))
             state["eval_seconds"] += time.time() - start

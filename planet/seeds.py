@@ -21,6 +21,7 @@ class Stream(IntEnum):
     TRAINING_EVAL_RNG = 10  # the torch RNG while evaluating during training (planner samples)
     IMAGES_RNG = 11  # the torch RNG while drawing the reconstruction strip
     EVALUATE_RNG = 102  # torch and numpy of `planet evaluate` (its planner samples)
+    BENCH_EVAL_RNG = 103  # torch and numpy of `planet bench-learning`'s evaluation number N
 
 
 def episode_seed(seed: int, index: int, stream: Stream | int = Stream.COLLECT) -> int:

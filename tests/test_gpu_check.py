@@ -242,6 +242,27 @@ def test_tests_stage_with_nothing_passed_is_not_ok(tmp_path, monkeypatch):
     assert stage.status == "failed" and "no test passed" in stage.problems[-1]
 
 
+def test_a_training_worker_killed_mid_line_is_reported_not_a_crash(tmp_path, monkeypatch):
+    """The worker killed at its limit can leave half a metrics line: the stage says it timed
+    out and which line was cut, and judges the complete lines."""
+    def run_logged(command, log_path, limit_s, threads=0):
+        run_dir = Path(command[command.index("--train-worker") + 1])
+        run_dir.mkdir(parents=True)
+        lines = [json.dumps({"episode": episode, "return": -9.0, "loss_total": 5.0 - episode})
+                 for episode in (0, 1)]
+        (run_dir / "metrics.jsonl").write_text("\n".join(lines) + '\n{"episode": 2, "loss_to')
+        log_path.write_text("")
+        return None, limit_s
+
+    monkeypatch.setattr(gpu_check, "run_logged", run_logged)
+    monkeypatch.setattr(gpu_check, "judge_evaluate", lambda path: {"problems": []})
+    stage = gpu_check.train_stage("cpu", gpu_check.QUICK, tmp_path, tmp_path)
+    assert stage.status == "timed out"
+    assert any("line 3 is not a complete JSON object" in problem for problem in stage.problems)
+    assert (tmp_path / "train_metrics.jsonl").read_text().endswith('"loss_to')
+    assert stage.result["episodes"] == 2, stage.result
+
+
 def test_a_stage_past_its_limit_is_killed_with_its_children(tmp_path):
     """start_new_session + killpg: a grandchild (a compile worker, say) does not outlive it."""
     marker = tmp_path / "grandchild.pid"

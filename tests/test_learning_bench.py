@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from planet.cli import main
+from planet.learning_bench import default_out
 
 # Two evaluations must fit the 9 s budget: one thread (conftest.one_thread) and 200-step
 # episodes keep an episode to a second or two on a busy 2-core machine.
@@ -58,3 +59,9 @@ def test_bad_budgets_and_too_many_eval_episodes_are_one_line_errors(tmp_path, ca
         error = capsys.readouterr().err
         assert expected in error and len(error.strip().splitlines()) == 1, error
     assert not (tmp_path / "b").exists()  # refused before anything was written
+
+
+def test_the_default_folder_is_one_folder_for_any_env_name_and_presets():
+    assert default_out("gym:dm_control/cartpole-swingup-v0", "cpu,fast", 3).parts == (
+        "results", "learning", "gym_dm_control_cartpole-swingup-v0-cpu+fast-s3")
+    assert default_out("cartpole-swingup", "smoke", 0).name == "cartpole-swingup-smoke-s0"
