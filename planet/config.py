@@ -125,7 +125,7 @@ class PlannerConfig:
     candidates: int = 1000
     """Candidate action sequences J per iteration (paper: 1000)."""
     top_candidates: int = 100
-    """Candidates K the belief over actions is refit to (paper: 100)."""
+    """Candidates K the action distribution is refit to (paper: 100)."""
 
 
 @dataclass

@@ -12,11 +12,10 @@ eval.json (RUN_DIR/eval.json unless --json) holds the per-episode returns and se
 std, min and max, and where they come from: the checkpoint file, the episodes and env steps it was
 trained for, the hash of config.json as the run wrote it, the overrides this command applied,
 and the device it ran on.
-The video (mp4/webm by ffmpeg, gif by Pillow, chosen by the extension) shows the agent's own
-64x64 camera view, upscaled with nearest-neighbour (--size, default 256) and labelled, episode
-after episode. The sheet (PNG) is the same frames as
-one still picture: a row per episode, --sheet-columns frames evenly spaced from reset to the last
-step, for a page or an issue where a video cannot play.
+The video (mp4/webm by ffmpeg, gif by Pillow, chosen by the extension) shows the agent's own 64x64
+camera view, upscaled with nearest-neighbour (--size, default 256) and labelled, episode after
+episode. The sheet (PNG) is the same frames as one still picture: a row per episode, --sheet-columns
+frames evenly spaced from reset to the last step, for a page or an issue where a video cannot play.
 """
 
 from __future__ import annotations

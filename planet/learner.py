@@ -55,7 +55,8 @@ class Learner:
         model, config = self.model, self.config
         steps, batch = action.shape[:2]
         with self.autocast():
-            rollout = model.observe(obs, action)  # posterior unroll: Eq. 2 in the RSSM of Eq. 4
+            # Posterior unroll: Eq. 2 in the RSSM form of Eq. 4.
+            rollout = model.observe(obs, action)
             features = rollout.features  # (T, B, 230), posterior samples
             obs_mean = model.decoder(features.flatten(0, 1)).unflatten(0, (steps, batch))
             reward_mean = model.reward_model(features)  # (T, B)

@@ -90,8 +90,8 @@ def overshooting_kl_loss(
     beta_d / D (docs/theory.md, section 5; docs/choices.md).
 
     Args:
-        beliefs, states: posterior rollout h_t, s_t, (T, B, H) and (T, B, S); H belief size,
-            S stochastic state size.
+        beliefs, states: posterior rollout h_t, s_t, (T, B, belief_size) and
+            (T, B, state_size).
         action: row t holds a_{t-1}, (T, B, A).
         posterior: q(s_t | h_t, o_t), (T, B, S).
     Returns:

@@ -2,7 +2,8 @@
 
 Letters: B envs planned for at once, J candidates, K top candidates, H horizon, A action dim.
 
-For each env, a belief over action sequences q(a_{t:t+H}) = Normal(mean, std) starts at N(0, I).
+For each env, a distribution over action sequences q(a_{t:t+H}) = Normal(mean, std) (the paper's
+"belief over action sequences"; not the belief h_t) starts at N(0, I).
 Each of I iterations:
   1. sample J candidate sequences from it and clip them to the action bounds [-1, 1];
   2. roll each candidate out in the model: one sampled latent trajectory from the current
@@ -31,7 +32,7 @@ import torch
 
 from planet.config import PlannerConfig
 from planet.models.decoders import RewardModel
-from planet.models.rssm import RSSM
+from planet.models.rssm import RSSM, features
 from planet.utils import CompiledOrEager
 
 
@@ -106,8 +107,8 @@ class CEMPlanner:
         state_noise = torch.randn(
             horizon, count, state.shape[-1], device=state.device, generator=generator
         )
-        features = self.imagine_features(actions, belief, state, state_noise)  # (H, N, F)
-        return self.reward_model(features).float().sum(dim=0)  # reward head once, (N,)
+        imagined = self.imagine_features(actions, belief, state, state_noise)  # (H, N, F)
+        return self.reward_model(imagined).float().sum(dim=0)  # reward head once, (N,)
 
     def rollout(
         self, actions: torch.Tensor, belief: torch.Tensor, state: torch.Tensor,
@@ -120,10 +121,10 @@ class CEMPlanner:
         Here row tau of `actions` is a_{t+tau}, the action taken from imagined step tau; replay
         and RSSM.imagine store the other way round (row t holds a_{t-1}, the action into t).
         """
-        features = []
+        imagined = []
         for t in range(actions.shape[0]):
             # h_{t+1} = f(h_t, s_t, a_t); s_{t+1} ~ p(s | h_{t+1}) with this step's noise.
             belief = self.rssm.transition(belief, state, actions[t])
             state = self.rssm.prior(belief).sample(state_noise[t])
-            features.append(torch.cat([belief, state], dim=-1))
-        return torch.stack(features)
+            imagined.append(features(belief, state))
+        return torch.stack(imagined)

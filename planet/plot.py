@@ -36,11 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw only the evaluation returns")
 
 
-def run_label(run_dir: Path) -> str:
-    """The last two path parts, e.g. 'cartpole-swingup/paper-s0'."""
-    return run_labels([run_dir])[0]
-
-
 def run_labels(run_dirs: list[Path]) -> list[str]:
     """Per run, the fewest last path parts (two at least) that tell the runs apart: two sweeps'
     'walker-walk/s1' become 'sweep-a/walker-walk/s1' and 'sweep-b/walker-walk/s1'."""
@@ -56,7 +51,8 @@ def warn_on_stderr(message: str) -> None:
     print(f"planet plot: {message}", file=sys.stderr)
 
 
-def load_curves(run_dir: Path) -> dict:
+def load_curves(run_dir: Path, label: str) -> dict:
+    """A run's task, its legend `label`, and its train and eval returns against env steps."""
     config = load_run_config(run_dir)
     records = read_metrics(run_dir, warn=warn_on_stderr)
     if not records:
@@ -64,7 +60,7 @@ def load_curves(run_dir: Path) -> dict:
     train = [(r["env_steps"], r["return"]) for r in records if "return" in r]
     evals = [(r["env_steps"], r["eval_return"], r.get("eval_return_std", 0.0))
              for r in records if "eval_return" in r]
-    return {"task": task_of(config.env.name), "label": run_label(run_dir),
+    return {"task": task_of(config.env.name), "label": label,
             "train": np.array(train, float).reshape(-1, 2),
             "eval": np.array(evals, float).reshape(-1, 3)}
 
@@ -124,9 +120,9 @@ def main(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out must be a .png file, got {out}")
     refuse_run_files([("--out", out)])  # a reader: never takes a run's lock
-    runs = [load_curves(Path(run_dir)) for run_dir in args.run_dirs]
-    for run, label in zip(runs, run_labels([Path(d) for d in args.run_dirs]), strict=True):
-        run["label"] = label
+    run_dirs = [Path(run_dir) for run_dir in args.run_dirs]
+    runs = [load_curves(run_dir, label)
+            for run_dir, label in zip(run_dirs, run_labels(run_dirs), strict=True)]
     plot_runs(runs, out, args.width, args.height, train=not args.no_train)
     print(f"wrote {out} ({args.width}x{args.height}) from {len(runs)} run(s)")
     return 0

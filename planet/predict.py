@@ -34,6 +34,7 @@ import numpy as np
 
 from planet.components import spaces_of_episode
 from planet.data.replay import ReplayError, list_episode_files, load_episode
+from planet.errors import UsageError
 from planet.figures import save_figure
 from planet.media import (
     GREEN,
@@ -180,7 +181,7 @@ def _episode_file(run_dir: Path, index: int) -> Path:
 
 def main(args: argparse.Namespace) -> int:
     if args.context < 1 or args.horizon < 1 or args.start < 0:
-        raise MediaError("--context and --horizon must be at least 1 and --start at least 0")
+        raise UsageError("--context and --horizon must be at least 1 and --start at least 0")
     check_seed_option(args.seed)
     if args.fps <= 0:
         raise MediaError(f"--fps must be positive, got {args.fps}")

@@ -2,19 +2,18 @@
 
     planet report SWEEP_DIR [--at-env-steps 100000,500000] [--out SWEEP_DIR/report]
 
-For each task (and grid value) and each requested env-step count S, every run contributes the
-mean return of its last noise-free evaluation at or before S (no interpolation); runs without
-one (S not reached yet, or first evaluated later) are left out of that cell, and the cell says
-how many seeds it holds. The
-mean and the standard deviation (ddof 0) are over those runs. Published figures for the same S
-(planet.references) sit beside them, and so does a random policy's return: the mean over the
-runs' seed episodes, which act uniformly at random in the same env (same action repeat and
-episode length); a last table sets each task against it at the last step count (margins of
-the mean and of the lowest seed, seeds above its mean plus one std). The figure has one panel
-per task: each seed's evaluation return against env steps (thin), their mean and min-max band
-up to the step count every seed has reached (bold), the references as markers and the random
-policy as a dashed line. Runs that have not finished (still training, stopped or failed) are
-included up to where they are, and marked so.
+For each task (and grid value) and each requested env-step count S, every run contributes the mean
+return of its last noise-free evaluation at or before S (no interpolation); runs without one (S not
+reached yet, or first evaluated later) are left out of that cell, and the cell says how many seeds
+it holds. The mean and the standard deviation (ddof 0) are over those runs. Published figures for
+the same S (planet.references) sit beside them, and so does a random policy's return: the mean over
+the runs' seed episodes, which act uniformly at random in the same env (same action repeat and
+episode length); a last table sets each task against it at the last step count (margins of the mean
+and of the lowest seed, seeds above its mean plus one std). The figure has one panel per task: each
+seed's evaluation return against env steps (thin), their mean and min-max band up to the step count
+every seed has reached (bold), the references as markers and the random policy as a dashed line.
+Runs that have not finished (still training, stopped or failed) are included up to where they are,
+and marked so.
 
 Runs are grouped by task and grid value. A folder without sweep.json (say, `runs/`) has no grid:
 there, runs of one task whose configs differ beyond the seed and the fields a resume may change
@@ -81,7 +80,12 @@ class Group:
 
     @property
     def label(self) -> str:
-        return f"{self.task} [{self.grid}]" if self.grid else self.task
+        return group_label(self.task, self.grid)
+
+
+def group_label(task: str, grid: str) -> str:
+    """A table row's name: 'walker-walk', or 'walker-walk [train.free_nats=1]' in a grid."""
+    return f"{task} [{grid}]" if grid else task
 
 
 def load_runs(sweep_dir: Path) -> list[Run]:
@@ -313,7 +317,7 @@ def markdown(summary: dict[str, Any], sweep_dir: Path) -> str:
                 ours = f"{cell['mean']:.0f} ± {cell['std']:.0f} ({cell['seeds']})"
             if will_change(row, steps):
                 ours += " *"
-            label = f"{row['task']} [{row['grid']}]" if row["grid"] else row["task"]
+            label = group_label(row["task"], row["grid"])
             values = [_number(row["references"][key].get(ref.label)) for ref in refs]
             lines.append("| " + " | ".join([label, ours, _number(cell["wall_minutes"]),
                                             _random_cell(row["random_policy"]), *values]) + " |")
@@ -359,7 +363,7 @@ def random_section(summary: dict[str, Any]) -> list[str]:
              "seeds above the bar |",
              "|---|---|---|---|---|---|"]
     for row, vs in rows:
-        label = f"{row['task']} [{row['grid']}]" if row["grid"] else row["task"]
+        label = group_label(row["task"], row["grid"])
         random = _random_cell(row["random_policy"])
         if vs is None:
             lines.append(f"| {label} | | {random} | | | |")

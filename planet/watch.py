@@ -25,6 +25,7 @@ import torch
 from planet.data.preprocess import to_display
 from planet.errors import UsageError
 from planet.media import caption_bar, hwc, upscale
+from planet.models.rssm import features
 from planet.runs import load_run
 from planet.seeds import Stream, check_seed_option, episode_seed
 
@@ -91,9 +92,8 @@ def open_window(width: int, height: int, title: str):
 def reconstruction(run) -> np.ndarray:
     """Decode the agent's current posterior state (h_t, s_t): (B, 64, 64, 3) uint8."""
     agent = run.agent
-    features = torch.cat([agent.belief, agent.state], dim=-1)
     with agent.autocast():
-        image = run.model.decoder(features).float()  # (B, 3, 64, 64)
+        image = run.model.decoder(features(agent.belief, agent.state)).float()  # (B, 3, 64, 64)
     return to_display(image).permute(0, 2, 3, 1).cpu().numpy()
 
 

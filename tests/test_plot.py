@@ -18,14 +18,15 @@ def test_plot_two_runs(smoke_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "plot", smoke_run, other, "--out", out)
     assert code == 0, err
     assert imageio.imread(out).shape[:2] == (600, 1000)
-    from planet.plot import draw_runs, load_curves, run_label
+    from planet.plot import draw_runs, load_curves, run_labels
 
-    fig = draw_runs([load_curves(smoke_run), load_curves(other)], 1000, 600)
+    names = run_labels([smoke_run, other])
+    fig = draw_runs([load_curves(smoke_run, names[0]), load_curves(other, names[1])], 1000, 600)
     try:  # a train and an eval curve for each run
         labels = fig.axes[0].get_legend_handles_labels()[1]
-        for run in (smoke_run, other):
-            assert f"{run_label(run)}: train episodes" in labels, labels
-            assert f"{run_label(run)}: eval (no noise)" in labels, labels
+        for name in names:
+            assert f"{name}: train episodes" in labels, labels
+            assert f"{name}: eval (no noise)" in labels, labels
     finally:
         import matplotlib.pyplot as plt
 
@@ -58,7 +59,7 @@ def test_step_axis_ends_past_the_runs_and_the_markers_they_reach(smoke_run):
     assert reference_steps_shown(60_000) == [100_000]  # half of 100k reached
     assert reference_steps_shown(100_000) == [100_000]  # 500k is 5x away: not drawn
     assert reference_steps_shown(250_000) == [100_000, 500_000]
-    curves = load_curves(smoke_run)  # 3 episodes of cartpole: 3000 env steps, no marker
+    curves = load_curves(smoke_run, "smoke")  # 3 episodes of cartpole: 3000 env steps, no marker
     limits, labels = drawn(curves)
     assert limits == (0, 3000 * 1.04)
     assert "cartpole-swingup: PlaNet paper, Table 1 (1M steps): 821" in labels

@@ -19,9 +19,9 @@ class ConvDecoder(nn.Module):
     Dense to 1024 (a 1 x 1 map), then transposed convolutions 128 (k5), 64 (k5), 32 (k6), 3 (k6),
     stride 2: 1 -> 5 -> 13 -> 30 -> 64 pixels.
 
-    With `fast` (config machine.fast_deconv, on by default there; off by default here) the same
-    layers and weights are
-    evaluated by `planet.fast_paths.decoder_deconvs`, a faster form of the same function on CPU.
+    With `fast` the same layers and weights are evaluated by `planet.fast_paths.decoder_deconvs`,
+    a faster form of the same function on CPU. WorldModel passes config machine.fast_deconv
+    (default True); the class's own default is the plain layers.
     """
 
     def __init__(self, features_size: int, depth: int = 32, activation: str = "relu",

@@ -60,6 +60,11 @@ class Gaussian:
         return Gaussian(self.mean.detach(), self.stddev.detach())
 
 
+def features(belief: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """concat(h_t, s_t), what the decoders and the reward model read: (..., belief + state)."""
+    return torch.cat([belief, state], dim=-1)
+
+
 @dataclass
 class Rollout:
     """Output of observe() or imagine(): every field is time-major (T, B, ...)."""
@@ -72,7 +77,7 @@ class Rollout:
     @property
     def features(self) -> torch.Tensor:
         """concat(h_t, s_t), the input of the decoders, (T, B, belief_size + state_size)."""
-        return torch.cat([self.beliefs, self.states], dim=-1)
+        return features(self.beliefs, self.states)
 
 
 class GRUCell(nn.Module):
@@ -158,7 +163,7 @@ class RSSM(nn.Module):
         return self._gaussian(self.prior_net(belief))
 
     def posterior(self, belief: torch.Tensor, embedding: torch.Tensor) -> Gaussian:
-        """Eq. 2 in the RSSM's form (Sec. 3), filtering: q(s_t | h_t, e_t). Works on any leading
+        """Eq. 2 in the RSSM form of Eq. 4, filtering: q(s_t | h_t, e_t). Works on any leading
         shape."""
         return self._gaussian(self.posterior_net(torch.cat([belief, embedding], dim=-1)))
 

@@ -58,8 +58,8 @@ class WorldModel(nn.Module):
 
     def observe(self, obs: torch.Tensor, action: torch.Tensor) -> Rollout:
         """Filter sequences from the initial state: e_t = encoder(o_t), then the posterior unroll
-        q(s_t | h_t, e_t) of Eq. 4. obs (T, B, ...) preprocessed, action (T, B, A) where
-        action[t] = a_{t-1} (zeros at t = 0, as replay stores it)."""
+        q(s_t | h_t, e_t) (Eq. 2 in the RSSM form of Eq. 4). obs (T, B, ...) preprocessed,
+        action (T, B, A) where action[t] = a_{t-1} (zeros at t = 0, as replay stores it)."""
         steps, batch = action.shape[:2]
         embedding = self.encoder(obs.flatten(0, 1)).unflatten(0, (steps, batch))  # (T, B, E)
         belief, state = self.rssm.initial(batch, obs.device)
