@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
+from planet.atomic_files import atomic_write_bytes
 from planet.config import Config, current_names, flatten
-from planet.data.replay import atomic_write_bytes
 
 MAGIC = b"PLANETCK"
 # The names checkpoint_path gives; only these are listed, loaded, pruned or set aside.

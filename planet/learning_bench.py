@@ -66,8 +66,7 @@ def bench_eval_returns(config, agent, count: int, index: int) -> list[float]:
 
 def run(args: argparse.Namespace) -> dict:
     from planet.config import ConfigError, make_config, parse_assignments
-    from planet.resume import private_rng
-    from planet.seeds import Stream, episode_seed
+    from planet.seeds import Stream, episode_seed, private_rng
     from planet.train import train
     from planet.utils import choose_device
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from planet.data.replay import atomic_write_bytes, fsync_directory
+from planet.atomic_files import atomic_write_bytes, fsync_directory
 
 
 class Logger:

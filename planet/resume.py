@@ -16,39 +16,37 @@ run folder's lock (planet.run_lock), so no second writer can interleave its epis
 temporary files of this one.
 
 This module holds what that takes: which config fields may change on resume, the choice of the
-checkpoint to resume from, the state of every RNG, the counters a checkpoint saves beside them
-(TrainingState), starting or resuming a run folder (start_or_resume), private RNG streams for
-evaluation and images, the TensorBoard purge helper, and the kill points the crash tests use.
+checkpoint to resume from, the counters a checkpoint saves beside the model, the optimiser and
+the RNG states (TrainingState; the states themselves: planet.seeds.rng_state), starting or
+resuming a run folder (start_or_resume), and the TensorBoard purge helper. The crash tests' kill
+points are in planet.crash_points.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import random
-import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from planet.checkpoint import CheckpointError, list_checkpoints, load_checkpoint, set_aside
-from planet.config import Config, MachineConfig, flatten
-from planet.data.replay import (
-    EpisodeReplay,
-    ReplayError,
-    atomic_write_bytes,
-    episode_index,
-    list_episode_files,
-    remove_temporary_files,
+from planet.atomic_files import atomic_write_bytes, remove_temporary_files
+from planet.checkpoint import (
+    CheckpointError,
+    check_fits_config,
+    list_checkpoints,
+    load_checkpoint,
+    load_model_weights,
+    set_aside,
 )
+from planet.config import Config, MachineConfig, flatten
+from planet.crash_points import KillPoint, kill_point_from_env
+from planet.data.replay import EpisodeReplay, ReplayError, episode_index, list_episode_files
 from planet.errors import TrainError
+from planet.seeds import rng_state, set_rng_state
 
 # Fields that may differ between a run and its resume: they change neither the model nor the
 # data already collected (every machine switch is one). Any other difference is refused.
@@ -145,56 +143,6 @@ def resume_point(run_dir: Path, config: Config, log=print):
                      "Start a new --run-dir")
 
 
-def rng_state(replay_rng: np.random.Generator, device: torch.device) -> dict[str, Any]:
-    """Every random generator a run draws from, as tensors and plain values (weights_only).
-    The GPUs' generators only for a run on CUDA: reading them starts CUDA in the process."""
-    numpy_state = np.random.get_state(legacy=False)
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-        "numpy": {
-            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
-            "pos": int(numpy_state["state"]["pos"]),
-            "has_gauss": int(numpy_state["has_gauss"]),
-            "gauss": float(numpy_state["gauss"]),
-        },
-        "python": random.getstate(),
-        "replay": replay_rng.bit_generator.state,
-        # Env RNG needs no state: each episode resets its env with episode_seed(seed, episode).
-    }
-
-
-def set_rng_state(state: dict[str, Any], replay_rng: np.random.Generator,
-                  device: torch.device) -> None:
-    """The inverse of rng_state; the GPUs' generators only when the run continues on CUDA (a
-    CPU checkpoint has none: they keep seed_everything's seeding)."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and device.type == "cuda":
-        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
-    numpy_state = state["numpy"]
-    np.random.set_state({
-        "bit_generator": "MT19937",
-        "state": {"key": numpy_state["key"].numpy().astype(np.uint32), "pos": numpy_state["pos"]},
-        "has_gauss": numpy_state["has_gauss"],
-        "gauss": numpy_state["gauss"],
-    })
-    random.setstate(state["python"])
-    replay_rng.bit_generator.state = state["replay"]
-
-
-@contextlib.contextmanager
-def private_rng(device: torch.device, seed: int):
-    """Run a block on its own seeded torch RNG stream, leaving the training stream untouched.
-
-    Used for evaluation (Stream.TRAINING_EVAL_RNG) and reconstruction images (Stream.IMAGES_RNG),
-    so changing test_interval or image_log_interval on resume does not change training.
-    """
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
 def after_last_event_file(tensorboard_dir: Path) -> None:
     """Make sure a new TensorBoard event file sorts after the existing ones.
 
@@ -210,32 +158,6 @@ def after_last_event_file(tensorboard_dir: Path) -> None:
             seconds.append(int(stamp))
     if seconds and time.time() < max(seconds) + 1:
         time.sleep(max(seconds) + 1 - time.time())
-
-
-# --- crash tests: PLANET_TEST_KILL_AT="phase:episode:index" makes the process SIGKILL itself ---
-# phase "update": before update `index` of episode `episode`; "collect": at agent step `index`
-# of that episode's collection; "checkpoint": after the episode is stored and logged, before
-# its checkpoint is written. Unset (always, outside tests), it costs nothing.
-KillPoint = tuple[str, int, int]  # (phase, episode, index)
-
-
-def kill_point_from_env() -> KillPoint | None:
-    spec = os.environ.get("PLANET_TEST_KILL_AT")
-    if not spec:
-        return None
-    phase, episode, index = spec.split(":")
-    return phase, int(episode), int(index)
-
-
-def maybe_kill(kill_at: KillPoint | None, phase: str, episode: int, index: int) -> None:
-    if kill_at == (phase, episode, index):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def collect_kill_hook(kill_at: KillPoint | None, episode: int) -> Callable[[int], None] | None:
-    if kill_at is None or kill_at[0] != "collect":
-        return None
-    return lambda step: maybe_kill(kill_at, "collect", episode, step)
 
 
 # --- the state a checkpoint saves, and a run started or resumed from it ----------------------
@@ -274,8 +196,6 @@ class TrainingState:
     def restore(cls, payload: dict[str, Any], components, replay_rng: np.random.Generator,
                 path: Path, config_path: Path) -> TrainingState:
         """Load a checkpoint's payload into the components; returns its counters."""
-        from planet.checkpoint import load_model_weights
-
         load_model_weights(components.model, payload, path, config_path)
         components.learner.optimizer.load_state_dict(payload["optimizer"])
         components.learner.nonfinite_updates = int(payload["nonfinite_updates"])
@@ -346,7 +266,6 @@ def check_folder_and_find_checkpoint(config: Config, run_dir: Path, log):
     """Before anything is built: refuse a folder or config that cannot be run or resumed, clear
     the temporary files of a killed write, and find the checkpoint to resume from. Returns
     ((path, payload, replay) or None for a new run, the allowed config changes)."""
-    from planet.checkpoint import check_fits_config
     from planet.run_files import check_run_folder, load_run_config
 
     checkpoint_dir, episodes_dir = run_dir / "checkpoints", run_dir / "episodes"

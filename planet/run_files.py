@@ -16,9 +16,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from planet.atomic_files import is_temporary_file
 from planet.checkpoint import is_checkpoint_file
 from planet.config import Config
-from planet.data.replay import is_episode_file, is_temporary_file
+from planet.data.replay import is_episode_file
 from planet.errors import TrainError
 from planet.run_lock import LOCK_FILE_NAME, RunLockedError, hold_run_dir
 

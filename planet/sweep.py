@@ -203,7 +203,7 @@ def check_against_saved(out: Path, plan: dict[str, RunSpec]) -> list[str]:
 
 
 def write_sweep_file(out: Path, plan: dict[str, RunSpec], command: list[str]) -> None:
-    from planet.data.replay import atomic_write_bytes
+    from planet.atomic_files import atomic_write_bytes
 
     out.mkdir(parents=True, exist_ok=True)
     data = {

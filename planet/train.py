@@ -26,14 +26,15 @@ from tqdm.auto import tqdm
 from planet.checkpoint import checkpoint_path, list_checkpoints, prune_checkpoints, save_checkpoint
 from planet.components import env_from_config
 from planet.config import Config, validate
+from planet.crash_points import collect_kill_hook, maybe_kill
 from planet.episodes import evaluate_policy, run_episodes
 from planet.errors import TrainError
 from planet.learner import mean_metrics
 from planet.measure import device_sync
 from planet.predictions import eval_media_due, log_eval_media, reconstruction_strip
-from planet.resume import OpenRun, collect_kill_hook, maybe_kill, private_rng, start_or_resume
+from planet.resume import OpenRun, start_or_resume
 from planet.run_lock import hold_run_dir, refuse_non_directory
-from planet.seeds import Stream, episode_seed
+from planet.seeds import Stream, episode_seed, private_rng
 from planet.utils import Timer, choose_device
 
 MAX_NONFINITE_IN_A_ROW = 20

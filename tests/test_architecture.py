@@ -6,7 +6,7 @@
                 run_files, media, predictions, logging, user_errors
     paper       models.*, objectives, planner, data.*, envs.*
     base        config, errors, utils, seeds, tasks, references, fast_paths, run_lock, figures,
-                measure
+                measure, crash_points, atomic_files
 
 A module may import its own layer and the layers below it, never above: the paper's modules
 know nothing of how a run is driven, and no library code depends on the command line.
@@ -25,7 +25,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "planet"
 
 LAYERS = [
     ["config", "errors", "utils", "seeds", "tasks", "references", "fast_paths", "run_lock",
-     "figures", "measure"],
+     "figures", "measure", "crash_points", "atomic_files"],
     ["models", "objectives", "planner", "data", "envs"],
     ["train", "resume", "runs", "components", "episodes", "agent", "learner", "checkpoint",
      "run_files", "media", "predictions", "logging", "user_errors"],

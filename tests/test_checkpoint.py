@@ -15,6 +15,7 @@ import torch
 from conftest import quiet
 
 import planet.train
+from planet.atomic_files import is_temporary_file
 from planet.checkpoint import (
     MAGIC,
     CheckpointError,
@@ -26,13 +27,7 @@ from planet.checkpoint import (
 )
 from planet.components import build
 from planet.config import make_config
-from planet.data.replay import (
-    Chunks,
-    EpisodeReplay,
-    ReplayError,
-    is_temporary_file,
-    load_episode,
-)
+from planet.data.replay import Chunks, EpisodeReplay, ReplayError, load_episode
 from planet.errors import TrainError
 from planet.logging import read_metrics
 from planet.train import train

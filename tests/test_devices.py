@@ -52,7 +52,7 @@ def test_a_checkpoint_holds_the_gpus_generators_only_for_a_run_on_cuda(monkeypat
     CPU leaves the GPUs alone."""
     import numpy as np
 
-    from planet.resume import rng_state, set_rng_state
+    from planet.seeds import rng_state, set_rng_state
 
     calls = []
     monkeypatch.setattr(torch.cuda, "get_rng_state_all",

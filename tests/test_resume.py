@@ -1,7 +1,7 @@
 """Kill runs with SIGKILL at chosen points, resume them, and check that nothing was lost or changed.
 
 The killed runs are `python -m planet train` subprocesses that SIGKILL themselves at a chosen
-point (PLANET_TEST_KILL_AT="phase:episode:index", see planet.resume): a real kill, at a point
+point (PLANET_TEST_KILL_AT="phase:episode:index", see planet.crash_points): a real kill, at a point
 that polling from outside could not hit reliably on a loaded 2-core machine. Every run uses
 toy:dot (30-step episodes) with the smoke preset, float32 and machine.deterministic, so a run
 that was never interrupted is an exact reference for the numbers a resumed run must log.
@@ -27,8 +27,9 @@ from conftest import quiet
 
 import planet.train
 from planet import cli
+from planet.atomic_files import is_temporary_file, temporary_path
 from planet.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
-from planet.data.replay import EpisodeReplay, is_temporary_file, temporary_path
+from planet.data.replay import EpisodeReplay
 from planet.errors import TrainError
 from planet.logging import read_metrics
 from planet.resume import check_resume_config

@@ -12,9 +12,9 @@ from conftest import TINY_OVERRIDES as TINY
 from conftest import quiet
 
 from planet import cli
+from planet.atomic_files import temporary_path
 from planet.checkpoint import list_checkpoints
 from planet.config import make_config
-from planet.data.replay import temporary_path
 from planet.logging import read_metrics
 from planet.resume import TrainError
 from planet.run_lock import hold_run_dir

@@ -27,7 +27,6 @@ p(r | h_t, s_t) is trained on `reward[t]`. Row 0 has a zero action and zero rewa
 from __future__ import annotations
 
 import io
-import os
 import re
 import zlib
 from dataclasses import dataclass
@@ -35,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
+from planet.atomic_files import atomic_write_bytes
+
 EPISODE_KEYS = ("obs", "action", "reward")
-# Names planet writes: episode files, and the temporary files of its atomic writer. Start-up
-# cleanup and resume touch only files whose whole name matches.
+# The names planet gives episode files: resume touches only files whose whole name matches.
 EPISODE_NAME = re.compile(r"(?P<index>\d{6,})_(?P<length>\d+)\.npz")
-TEMPORARY_NAME = re.compile(r"\.(?P<target>.+)\.planet-tmp\.(?P<pid>\d+)")
 
 
 class ReplayError(RuntimeError):
@@ -281,58 +280,6 @@ def list_episode_files(directory: str | Path) -> list[Path]:
 def is_episode_file(path: str | Path) -> bool:
     """Whether a name is one planet gives episode files: '000042_125.npz'."""
     return EPISODE_NAME.fullmatch(Path(path).name) is not None
-
-
-def temporary_path(path: str | Path, pid: int | None = None) -> Path:
-    """Where atomic_write_bytes writes `path` first: '.<name>.planet-tmp.<pid>' beside it."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.planet-tmp.{os.getpid() if pid is None else pid}")
-
-
-def is_temporary_file(path: str | Path) -> bool:
-    """Whether a name is one planet's atomic writer gives its temporary files."""
-    return TEMPORARY_NAME.fullmatch(Path(path).name) is not None
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync it, then rename over `path`."""
-    path = Path(path)
-    temporary = temporary_path(path)
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        # Name the file the user cares about (write() errors carry no file name).
-        raise OSError(error.errno, error.strerror or str(error), str(path)) from error
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    fsync_directory(path.parent)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a new or renamed entry in `directory` survive a power cut (fsync the folder)."""
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def remove_temporary_files(directory: Path) -> list[Path]:
-    """Delete the temporary files of writes that a kill interrupted; returns them.
-
-    Only names planet's own writer gives (`is_temporary_file`): other files are left alone.
-    The caller holds the run folder's lock, so no live writer's file is among them.
-    """
-    stale = sorted(path for path in Path(directory).iterdir()
-                   if is_temporary_file(path) and path.is_file())
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
 
 
 def episode_index(path: Path) -> int:
