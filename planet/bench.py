@@ -71,6 +71,7 @@ from planet.measure import (
     quartiles,
     system_info,
 )
+from planet.tasks import default_action_repeat, parse_env_name
 
 # Tolerances of the numerical checks, and why.
 # bf16 keeps 8 significant bits (relative rounding 2^-9 = 0.2 % per operand); the losses sum
@@ -160,7 +161,7 @@ def random_replay(config: Config, action_size: int, seed: int):
 
     rng = np.random.default_rng(seed)
     replay = EpisodeReplay(bit_depth=config.train.bit_depth)
-    steps = max(config.train.chunk_length, config.env.max_episode_steps // _repeat(config))
+    steps = max(config.train.chunk_length, agent_steps_per_episode(config))
     for _ in range(5):
         replay.add({
             "obs": rng.integers(0, 256, (steps + 1, 3, 64, 64), dtype=np.uint8),
@@ -170,20 +171,19 @@ def random_replay(config: Config, action_size: int, seed: int):
     return replay
 
 
-def _repeat(config: Config) -> int:
-    # The paper's table, read without planet.envs (which needs gymnasium): a GPU machine
-    # with only PyTorch can still time the model figures.
-    from planet.tasks import ACTION_REPEATS
-
-    task = config.env.name.removeprefix("dmc:")
-    return config.env.action_repeat or ACTION_REPEATS.get(task, 1)
+def agent_steps_per_episode(config: Config) -> int:
+    """The agent steps (planner calls) in one episode of the config's env: max_episode_steps /
+    action repeat. The repeat comes from planet.tasks, not planet.envs (which needs gymnasium):
+    a GPU machine with only PyTorch can still time the model figures."""
+    repeat = config.env.action_repeat or default_action_repeat(config.env.name)
+    return config.env.max_episode_steps // repeat
 
 
 def missing_env_packages(env_name: str) -> list[str]:
     """Python packages the env figure needs for `env_name` that are not installed."""
     import importlib.util
 
-    family = env_name.partition(":")[0] if ":" in env_name else "dmc"
+    family, _ = parse_env_name(env_name)
     needed = ["gymnasium"] + (["dm_control", "mujoco", "shimmy"] if family == "dmc" else [])
     return [name for name in needed if importlib.util.find_spec(name) is None]
 
@@ -271,7 +271,7 @@ def training_peak_rss(config: Config, updates: int = 2) -> int:
 # --- the env step --------------------------------------------------------------------------
 def _env_figures(config: Config, env_name: str, steps: int, seed: int) -> dict[str, Any]:
     """Median seconds per agent step: one 64x64 render (fast) vs a render per physics step."""
-    from planet.envs import make_env, parse_env_name
+    from planet.envs import make_env
 
     repeat = config.env.action_repeat
     env = make_env(env_name, seed=seed, action_repeat=repeat, image_size=64)
@@ -412,7 +412,7 @@ def switch_figures(config: Config, switches: list[str], fast: BenchPath, inputs:
     for key, (label, calls) in figure_calls(paths, inputs).items():
         log(f"timing {label} with each switch flipped ({', '.join(switches)}) ...")
         times[key] = interleaved(calls, repeats, log=log if verbose else None, sync=sync)
-    steps = config.env.max_episode_steps // _repeat(config)
+    steps = agent_steps_per_episode(config)
     updates = config.train.collect_interval
 
     def episodes(name: str) -> list[float]:  # one episode's model work per round
@@ -593,7 +593,7 @@ def model_figures(paths: dict[str, BenchPath], inputs, repeats: int, monitors: d
 def episode_figure(config: Config, figures: dict[str, dict[str, Any]], paths) -> dict[str, Any]:
     """One episode of Alg. 1 from the figures: C updates plus one collected episode of planned,
     rendered steps (the fast env step for both paths when there is no reference one)."""
-    steps = config.env.max_episode_steps // _repeat(config)
+    steps = agent_steps_per_episode(config)
     no_env = "" if "env_step" in figures else ", no env time"
     episode = {"label": f"episode: {config.train.collect_interval} updates + {steps} steps"
                         f"{no_env}"}

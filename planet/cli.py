@@ -175,7 +175,7 @@ def default_run_dir(config: Config) -> Path:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from planet.envs import parse_env_name
+    from planet.tasks import parse_env_name
     from planet.train import train
 
     config, run_dir = resolve_train_config(args)

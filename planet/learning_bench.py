@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from planet.figures import save_figure
-from planet.references import planet_returns, reference_steps_shown, task_of
-from planet.tasks import env_folder_name
+from planet.references import planet_returns, reference_steps_shown
+from planet.tasks import env_folder_name, task_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

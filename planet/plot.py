@@ -23,8 +23,9 @@ import numpy as np
 from planet.errors import TrainError, UsageError
 from planet.figures import save_figure
 from planet.logging import read_metrics
-from planet.references import planet_returns, reference_steps_shown, task_of
+from planet.references import planet_returns, reference_steps_shown
 from planet.run_files import load_run_config, refuse_run_files
+from planet.tasks import task_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -56,11 +56,6 @@ REFERENCES = (
 )
 
 
-def task_of(env_name: str) -> str:
-    """'dmc:cartpole-swingup' -> 'cartpole-swingup'; other names are returned unchanged."""
-    return env_name.split(":", 1)[1] if env_name.startswith("dmc:") else env_name
-
-
 def references_at(env_steps: int) -> list[Reference]:
     """The published figures reported at exactly `env_steps`."""
     return [reference for reference in REFERENCES if reference.env_steps == env_steps]

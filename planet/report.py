@@ -38,7 +38,8 @@ import numpy as np
 from planet.errors import TrainError, UsageError
 from planet.figures import save_figure
 from planet.logging import read_metrics
-from planet.references import REFERENCES, TASKS, references_at, task_of
+from planet.references import REFERENCES, TASKS, references_at
+from planet.tasks import task_of
 
 METHOD = ("mean over seeds of each run's last noise-free evaluation at or before the step "
           "count (no interpolation); std over seeds with ddof 0; runs without one (not there "

@@ -607,7 +607,7 @@ def main(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--seeds must be integers, got {args.seeds!r}") from None
     envs = split_list(args.envs, "--envs")
-    from planet.envs import parse_env_name
+    from planet.tasks import parse_env_name
 
     for env in envs:
         parse_env_name(env)

@@ -8,7 +8,8 @@ import shutil
 import imageio.v2 as imageio
 from test_evaluate import assert_one_line_error, run_cli
 
-from planet.references import TASKS, planet_returns, task_of
+from planet.references import TASKS, planet_returns
+from planet.tasks import task_of
 
 
 def test_plot_two_runs(smoke_run, tmp_path, capsys):

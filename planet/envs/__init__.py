@@ -26,30 +26,13 @@ from gymnasium.wrappers import (
     TimeLimit,
 )
 
-from planet.envs.dmc import ACTION_REPEATS
 from planet.envs.toy import DotEnv
 from planet.envs.wrappers import ChannelsFirst, EnvError, Float32Observation
-from planet.tasks import VALID_FORMS
+from planet.tasks import VALID_FORMS, default_action_repeat, parse_env_name
 
 # pygame (Gymnasium's classic-control renderer) probes for sound and a display otherwise.
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-
-
-def parse_env_name(name: str) -> tuple[str, str]:
-    """'dmc:cartpole-swingup' / 'cartpole-swingup' -> ('dmc', 'cartpole-swingup'), etc."""
-    if ":" in name:
-        family, _, task = name.partition(":")
-    else:
-        family, task = "dmc", name
-    if family not in ("dmc", "gym", "toy") or not task:
-        raise EnvError(f"unknown environment {name!r}; {VALID_FORMS}")
-    return family, task
-
-
-def default_action_repeat(name: str) -> int:
-    family, task = parse_env_name(name)
-    return ACTION_REPEATS.get(task, 1) if family == "dmc" else 1
 
 
 def make_env(

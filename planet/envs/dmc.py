@@ -11,7 +11,11 @@ import warnings
 
 import gymnasium as gym
 
-from planet.tasks import ACTION_REPEATS  # noqa: F401 - the paper's table, re-exported
+from planet.errors import EnvError
+from planet.tasks import (
+    ACTION_REPEATS,  # noqa: F401 - the paper's table, re-exported
+    VALID_FORMS,
+)
 
 
 def split_task(name: str) -> tuple[str, str]:
@@ -24,9 +28,6 @@ def split_task(name: str) -> tuple[str, str]:
 
 
 def unknown_task(name: str) -> Exception:
-    from planet.envs.wrappers import EnvError
-    from planet.tasks import VALID_FORMS
-
     return EnvError(f"unknown dm_control task {name!r}; {VALID_FORMS}")
 
 
@@ -42,8 +43,6 @@ def make_dmc_env(name: str, seed: int, image_size: int, symbolic: bool) -> gym.E
     domain, task = split_task(name)  # a malformed name fails before any GL or MuJoCo work
     # Chosen even for symbolic runs: dm_control imports a GL backend either way, and GLFW warns
     # without a display.
-    from planet.envs.wrappers import EnvError
-
     backend = choose_gl_backend(symbolic)
     if backend is None and not symbolic:
         raise EnvError(missing_gl_message())

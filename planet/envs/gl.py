@@ -10,6 +10,8 @@ from __future__ import annotations
 import ctypes.util
 import os
 
+from planet.errors import EnvError
+
 EGL_PACKAGES = "libegl1 libopengl0 libegl-mesa0 libgl1-mesa-dri"
 RENDERING_BACKENDS = ("egl", "osmesa", "glfw")
 # dm_control's other spellings of glfw, and of "no rendering" (fine for state observations
@@ -34,8 +36,6 @@ def check_user_backend(backend: str, symbolic: bool) -> str:
         return "glfw"
     if symbolic and lowered in NO_RENDERING:
         return lowered
-    from planet.envs.wrappers import EnvError
-
     raise EnvError(
         f"MUJOCO_GL={backend!r} is not a rendering backend MuJoCo can use; set it to "
         f"{', '.join(RENDERING_BACKENDS)}, or unset it and planet picks one"

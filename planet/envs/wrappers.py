@@ -5,9 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-
-class EnvError(ValueError):
-    """A bad environment name or an environment we cannot use; meant for the user."""
+from planet.errors import EnvError  # noqa: F401 - re-exported: planet.envs.EnvError
 
 
 class ChannelsFirst(gym.ObservationWrapper):
