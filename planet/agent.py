@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from planet.config import Config
-from planet.data.preprocess import preprocess_obs
+from planet.data.preprocess import to_model_input
 from planet.models.world_model import WorldModel
 from planet.planner import CEMPlanner
 
@@ -39,11 +39,8 @@ class Agent:
     @torch.no_grad()
     def observe(self, obs: np.ndarray) -> None:
         """Update the posterior with o_t, (B, 3, 64, 64) uint8 or (B, obs_size) float."""
-        obs_tensor = torch.as_tensor(obs, device=self.device)
-        if obs_tensor.dtype == torch.uint8:
-            obs_tensor = preprocess_obs(obs_tensor, self.config.train.bit_depth)
-        else:
-            obs_tensor = obs_tensor.float()
+        obs_tensor = to_model_input(torch.as_tensor(obs, device=self.device),
+                                    self.config.train.bit_depth)
         with self.autocast():
             embedding = self.model.encoder(obs_tensor)
             self.belief, self.state, _ = self.model.rssm.observe_step(

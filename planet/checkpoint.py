@@ -161,6 +161,13 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
     return sorted(paths, key=checkpoint_episode, reverse=True)
 
 
+def last_checkpoint_line(run_dir: str | Path) -> str:
+    """Where a stopped run stands, for its error message: 'the last checkpoint is
+    RUN_DIR/checkpoints/episode_000004.pt' or 'no checkpoint was written yet'."""
+    kept = list_checkpoints(Path(run_dir) / "checkpoints")
+    return f"the last checkpoint is {kept[0]}" if kept else "no checkpoint was written yet"
+
+
 def load_latest(directory: str | Path, map_location="cpu", warn=print):
     """Load the newest checkpoint that passes its checks; returns (path, payload) or None.
 

@@ -183,12 +183,10 @@ def command_train(args: argparse.Namespace) -> int:
     try:
         summary = train(config, run_dir, progress=not args.no_progress)
     except KeyboardInterrupt:
-        from planet.checkpoint import list_checkpoints
+        from planet.checkpoint import last_checkpoint_line
 
-        kept = list_checkpoints(run_dir / "checkpoints")
-        where = f"the last checkpoint is {kept[0]}" if kept else "no checkpoint was written yet"
-        print(f"planet train: interrupted; {where}. Continue with: planet train --resume "
-              f"{run_dir}", file=sys.stderr)
+        print(f"planet train: interrupted; {last_checkpoint_line(run_dir)}. Continue with: "
+              f"planet train --resume {run_dir}", file=sys.stderr)
         return 130
     last = summary["last"]
     if last:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from planet.config import TrainConfig
-from planet.data.preprocess import preprocess_obs
+from planet.data.preprocess import to_model_input
 from planet.data.replay import Chunks
 from planet.models.world_model import WorldModel
 from planet.objectives import (
@@ -42,8 +42,7 @@ class Learner:
     def to_device(self, chunks: Chunks) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Chunks (T, B, ...) from replay -> (obs float, action, reward) on the device."""
         obs = torch.from_numpy(chunks.obs).to(self.device, non_blocking=True)
-        if obs.dtype == torch.uint8:
-            obs = preprocess_obs(obs, self.config.bit_depth)  # (T, B, 3, 64, 64) in [-0.5, 0.5)
+        obs = to_model_input(obs, self.config.bit_depth)  # (T, B, 3, 64, 64) in [-0.5, 0.5)
         action = torch.from_numpy(chunks.action).to(self.device)  # (T, B, A)
         reward = torch.from_numpy(chunks.reward).to(self.device)  # (T, B)
         return obs, action, reward

@@ -23,7 +23,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from planet.checkpoint import checkpoint_path, list_checkpoints, prune_checkpoints, save_checkpoint
+from planet.checkpoint import (
+    checkpoint_path,
+    last_checkpoint_line,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from planet.components import env_from_config
 from planet.config import Config, validate
 from planet.crash_points import collect_kill_hook, maybe_kill
@@ -82,11 +87,10 @@ def train(
     except OSError as error:
         if error.errno != errno.ENOSPC:
             raise
-        kept = list_checkpoints(run_dir / "checkpoints")
-        last_good = f"the last good checkpoint is {kept[0]}" if kept else "no checkpoint yet"
         raise TrainError(
             f"no space left on device while writing {error.filename or run_dir}; training "
-            f"stopped, {last_good}. Free some space, then run `planet train --resume {run_dir}`"
+            f"stopped, {last_checkpoint_line(run_dir)}. Free some space, then run "
+            f"`planet train --resume {run_dir}`"
         ) from None
 
 
@@ -162,14 +166,11 @@ def fit_world_model(run: OpenRun, episode: int, timer: Timer, bars: Bars,
             history.append(learner.update(chunks))
         run.state.updates += 1
         if learner.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
-            kept = list_checkpoints(run.run_dir / "checkpoints")
-            last_good = f"the last good checkpoint, {kept[0]}, is intact" if kept else (
-                "no checkpoint was written yet")
             raise TrainError(
                 f"{learner.nonfinite_in_a_row} updates in a row had a non-finite loss or "
-                f"gradient; stopping at episode {episode}: {last_good}. The learning rate is "
-                "not a field a resume may change, so try a lower train.learning_rate (or "
-                "train.grad_clip_norm) in a new --run-dir"
+                f"gradient; stopping at episode {episode}: {last_checkpoint_line(run.run_dir)} "
+                "(intact). The learning rate is not a field a resume may change, so try a lower "
+                "train.learning_rate (or train.grad_clip_norm) in a new --run-dir"
             )
     learner.model.eval()
     if (sync := device_sync(run.components.device)) is not None:

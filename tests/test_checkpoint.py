@@ -273,7 +273,7 @@ def test_too_many_nonfinite_updates_stop_with_the_last_checkpoint_intact(tmp_pat
               fault_hook=poison)
     message = str(error.value)
     assert "6 updates in a row had a non-finite loss or gradient; stopping at episode 2" in message
-    assert "the last good checkpoint, " in message and "episode_000002.pt, is intact" in message
+    assert "the last checkpoint is " in message and "episode_000002.pt (intact)" in message
     assert "in a new --run-dir" in message
     payload = load_checkpoint(list_checkpoints(run_dir / "checkpoints")[0])
     assert payload["episode"] == 2 and payload["nonfinite_updates"] == 4
@@ -296,7 +296,7 @@ def test_full_disk_stops_cleanly_and_the_run_resumes(tmp_path, monkeypatch):
     message = str(error.value)
     checkpoints = run_dir / "checkpoints"
     assert f"no space left on device while writing {checkpoints / 'episode_000002.pt'}" in message
-    assert f"the last good checkpoint is {checkpoints / 'episode_000001.pt'}" in message
+    assert f"the last checkpoint is {checkpoints / 'episode_000001.pt'}" in message
     assert f"planet train --resume {run_dir}" in message
     assert no_temporary_files(run_dir)
     assert load_checkpoint(checkpoints / "episode_000001.pt")["episode"] == 1

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from planet.data.preprocess import preprocess_obs
+from planet.data.preprocess import preprocess_obs, to_model_input
 from planet.data.replay import quantise_frames
 from planet.fast_paths import noise_bytes
 
@@ -67,3 +67,14 @@ def test_noisy_frames_equal_the_plain_formula_with_the_same_noise_bytes(device):
         expected = (b + (k + 0.5) / 256) / 2**bits - 0.5
         assert obs.dtype == torch.float32 and obs.shape == images.shape
         torch.testing.assert_close(obs.double(), expected, atol=1e-7, rtol=0)
+
+
+def test_model_input_quantises_frames_and_passes_state_vectors_as_float32(device):
+    frames = torch.full((2, 3, 64, 64), 200, dtype=torch.uint8, device=device)
+    torch.manual_seed(0)
+    expected = preprocess_obs(frames, 5)
+    torch.manual_seed(0)
+    assert torch.equal(to_model_input(frames, 5), expected)
+    state = torch.tensor([[0.25, -3.0]], dtype=torch.float64, device=device)
+    as_input = to_model_input(state, 5)
+    assert as_input.dtype == torch.float32 and as_input.tolist() == [[0.25, -3.0]]

@@ -40,6 +40,14 @@ def preprocess_obs(obs_uint8: torch.Tensor, bit_depth: int = 5, noise: bool = Tr
     return images.mul_(scale).add_(0.5 * scale - 0.5)
 
 
+def to_model_input(obs: torch.Tensor, bit_depth: int) -> torch.Tensor:
+    """What the encoder reads: frames (..., 3, 64, 64) uint8 through preprocess_obs (quantised,
+    dequantisation noise, in [-0.5, 0.5)); state vectors (..., obs_size) as float32."""
+    if obs.dtype == torch.uint8:
+        return preprocess_obs(obs, bit_depth)
+    return obs.float()
+
+
 def to_display(obs: torch.Tensor) -> torch.Tensor:
     """Float images in [-0.5, 0.5) -> uint8 [0, 255], not quantised (videos of predictions)."""
     return ((obs + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
