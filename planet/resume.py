@@ -235,7 +235,9 @@ def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:
     replay_rng = np.random.default_rng(config.seed)
     if found is None:
         state = TrainingState()
-        replay = EpisodeReplay(None, config.train.bit_depth, config.train.max_episodes_in_memory)
+        # Each episode is written to episodes/ as it completes (a resumed replay does the same).
+        replay = EpisodeReplay(run_dir / "episodes", config.train.bit_depth,
+                               config.train.max_episodes_in_memory)
     else:
         checkpoint_path, payload, replay = found
         state = TrainingState.restore(payload, components, replay_rng, checkpoint_path,
@@ -248,9 +250,7 @@ def start_or_resume(config: Config, run_dir: Path, env, log) -> OpenRun:
         append_resume_record(run_dir, checkpoint_path, state, changes)
     # Episode files past the resume point were collected after it (their checkpoint was never
     # written or was unusable): drop them; those episodes are collected again.
-    episodes_dir = run_dir / "episodes"
-    drop_episode_files_from(episodes_dir, state.episode)
-    replay.directory = episodes_dir  # each new episode is written here as it completes
+    drop_episode_files_from(run_dir / "episodes", state.episode)
     atomic_write_bytes(run_dir / "config.json", (config.to_json() + "\n").encode())
     # Events a killed run logged past the resume point are purged (steps are env steps).
     purge_step = state.env_steps + 1 if (run_dir / "tb").exists() else None

@@ -162,7 +162,7 @@ class EpisodeReplay:
     ) -> EpisodeReplay:
         """Reload every episode file in `directory` in index order (the first `limit` of them)."""
         replay = cls(None, bit_depth, max_episodes_in_memory)
-        replay.directory = Path(directory)
+        replay.directory = Path(directory)  # set after: loading must not create the folder
         files = list_episode_files(directory)
         for expected, path in enumerate(files[:limit]):
             index, length = _parse_name(path)

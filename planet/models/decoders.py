@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from planet import fast_paths
-from planet.models.encoder import activation_layer
+from planet.models.layers import activation_layer, mlp
 
 
 class ConvDecoder(nn.Module):
@@ -54,11 +54,7 @@ class MLPDecoder(nn.Module):
     def __init__(self, features_size: int, obs_size: int, hidden_size: int = 200,
                  activation: str = "relu"):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(features_size, hidden_size), activation_layer(activation),
-            nn.Linear(hidden_size, hidden_size), activation_layer(activation),
-            nn.Linear(hidden_size, obs_size),
-        )
+        self.net = mlp(features_size, hidden_size, obs_size, activation)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features)
@@ -69,11 +65,7 @@ class RewardModel(nn.Module):
 
     def __init__(self, features_size: int, hidden_size: int = 100, activation: str = "relu"):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(features_size, hidden_size), activation_layer(activation),
-            nn.Linear(hidden_size, hidden_size), activation_layer(activation),
-            nn.Linear(hidden_size, 1),
-        )
+        self.net = mlp(features_size, hidden_size, 1, activation)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features).squeeze(-1)

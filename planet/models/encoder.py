@@ -10,10 +10,7 @@ import torch
 from torch import nn
 
 from planet import fast_paths
-
-
-def activation_layer(name: str) -> nn.Module:
-    return {"relu": nn.ReLU, "elu": nn.ELU}[name]()
+from planet.models.layers import activation_layer, mlp
 
 
 class ConvEncoder(nn.Module):
@@ -54,11 +51,7 @@ class MLPEncoder(nn.Module):
     def __init__(self, obs_size: int, embedding_size: int, hidden_size: int = 200,
                  activation: str = "relu"):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(obs_size, hidden_size), activation_layer(activation),
-            nn.Linear(hidden_size, hidden_size), activation_layer(activation),
-            nn.Linear(hidden_size, embedding_size),
-        )
+        self.net = mlp(obs_size, hidden_size, embedding_size, activation)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.net(obs)

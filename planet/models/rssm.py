@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from planet import fast_paths
-from planet.models.encoder import activation_layer
+from planet.models.layers import activation_layer
 
 
 @dataclass
@@ -58,6 +58,12 @@ class Gaussian:
 
     def detach(self) -> Gaussian:
         return Gaussian(self.mean.detach(), self.stddev.detach())
+
+    @staticmethod
+    def stack(steps: list[Gaussian]) -> Gaussian:
+        """One Gaussian per time step, (B, S) each -> one over the sequence, (T, B, S)."""
+        return Gaussian(torch.stack([step.mean for step in steps]),
+                        torch.stack([step.stddev for step in steps]))
 
 
 def features(belief: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
@@ -194,20 +200,19 @@ class RSSM(nn.Module):
             step, decoded and scored is the posterior's (feeding the prior's is a known bug).
         """
         assert embedding.shape[:2] == action.shape[:2], (embedding.shape, action.shape)
-        beliefs, states, means, stddevs = [], [], [], []
+        beliefs, states, posteriors = [], [], []
         for t in range(embedding.shape[0]):  # only the recurrence runs step by step
             belief, state, posterior = self.observe_step(belief, state, action[t], embedding[t])
             beliefs.append(belief)
             states.append(state)
-            means.append(posterior.mean)
-            stddevs.append(posterior.stddev)
+            posteriors.append(posterior)
         all_beliefs = torch.stack(beliefs)  # (T, B, belief)
         # The prior needs no step-by-step loop: one batched pass over all (T, B) beliefs.
         return Rollout(
             beliefs=all_beliefs,
             states=torch.stack(states),
             prior=self.prior(all_beliefs),
-            posterior=Gaussian(torch.stack(means), torch.stack(stddevs)),
+            posterior=Gaussian.stack(posteriors),
         )
 
     def imagine(self, action: torch.Tensor, belief: torch.Tensor, state: torch.Tensor) -> Rollout:
@@ -217,18 +222,17 @@ class RSSM(nn.Module):
             action: actions a_{t-1} for the T steps to imagine, (T, B, A).
             belief, state: h and s of the step before the first imagined one, (B, ·).
         """
-        beliefs, states, means, stddevs = [], [], [], []
+        beliefs, states, priors = [], [], []
         for t in range(action.shape[0]):
             belief = self.transition(belief, state, action[t])
             prior = self.prior(belief)
             state = prior.sample()
             beliefs.append(belief)
             states.append(state)
-            means.append(prior.mean)
-            stddevs.append(prior.stddev)
+            priors.append(prior)
         return Rollout(
             beliefs=torch.stack(beliefs),
             states=torch.stack(states),
-            prior=Gaussian(torch.stack(means), torch.stack(stddevs)),
+            prior=Gaussian.stack(priors),
             posterior=None,
         )
