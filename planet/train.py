@@ -32,6 +32,7 @@ from planet.checkpoint import (
 from planet.components import env_from_config
 from planet.config import Config, validate
 from planet.crash_points import collect_kill_hook, maybe_kill
+from planet.data.replay import Chunks
 from planet.episodes import evaluate_policy, run_episodes
 from planet.errors import TrainError
 from planet.learner import mean_metrics
@@ -165,13 +166,7 @@ def fit_world_model(run: OpenRun, episode: int, timer: Timer, bars: Bars,
         with timer("update"):
             history.append(learner.update(chunks))
         run.state.updates += 1
-        if learner.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
-            raise TrainError(
-                f"{learner.nonfinite_in_a_row} updates in a row had a non-finite loss or "
-                f"gradient; stopping at episode {episode}: {last_checkpoint_line(run.run_dir)} "
-                "(intact). The learning rate is not a field a resume may change, so try a lower "
-                "train.learning_rate (or train.grad_clip_norm) in a new --run-dir"
-            )
+        stop_if_diverging(run, episode)
     learner.model.eval()
     if (sync := device_sync(run.components.device)) is not None:
         # On a GPU each update's optimizer step is still queued when its update returns; the
@@ -183,14 +178,32 @@ def fit_world_model(run: OpenRun, episode: int, timer: Timer, bars: Bars,
     if skipped:
         log(f"warning: episode {episode}: skipped {skipped:.0f} of {len(history)} updates with "
             f"a non-finite loss or gradient ({learner.nonfinite_updates} in this run)")
-    strip = None
-    interval = config.train.image_log_interval
-    if interval and chunks is not None and episode % interval == 0:
-        # Its own RNG stream, so logging images does not change the run.
-        seed = episode_seed(config.seed, episode, Stream.IMAGES_RNG)
-        with private_rng(run.components.device, seed):
-            strip = reconstruction_strip(learner, chunks)
-    return loss_record(mean_metrics(history)), strip
+    return loss_record(mean_metrics(history)), reconstruction_if_due(run, episode, chunks)
+
+
+def stop_if_diverging(run: OpenRun, episode: int) -> None:
+    """A TrainError once MAX_NONFINITE_IN_A_ROW updates in a row were skipped: the run has
+    diverged, and the checkpoints before it are what is worth keeping."""
+    learner = run.components.learner
+    if learner.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
+        raise TrainError(
+            f"{learner.nonfinite_in_a_row} updates in a row had a non-finite loss or "
+            f"gradient; stopping at episode {episode}: {last_checkpoint_line(run.run_dir)} "
+            "(intact). The learning rate is not a field a resume may change, so try a lower "
+            "train.learning_rate (or train.grad_clip_norm) in a new --run-dir"
+        )
+
+
+def reconstruction_if_due(run: OpenRun, episode: int, chunks: Chunks | None
+                          ) -> np.ndarray | None:
+    """The reconstruction strip of the episode's last batch, every image_log_interval
+    episodes; drawn on its own RNG stream, so that logging images does not change the run."""
+    interval = run.config.train.image_log_interval
+    if not interval or chunks is None or episode % interval:
+        return None
+    seed = episode_seed(run.config.seed, episode, Stream.IMAGES_RNG)
+    with private_rng(run.components.device, seed):
+        return reconstruction_strip(run.components.learner, chunks)
 
 
 def loss_record(metrics: dict[str, float]) -> dict[str, float]:
