@@ -431,6 +431,9 @@ class Rule:
     says: str
 
 
+# Each evaluation during training has this many env seeds (planet.seeds.training_eval_index).
+MAX_TEST_EPISODES = 1000
+
 POSITIVE = Rule(lambda value: value > 0, "must be positive")
 NON_NEGATIVE = Rule(lambda value: value >= 0, "must be >= 0")
 
@@ -482,7 +485,7 @@ FIELD_RULES: dict[str, tuple[Rule, ...]] = {
     "train.bit_depth": (POSITIVE, at_most(8)),
     "train.exploration_noise": (NON_NEGATIVE,),
     "train.test_interval": (NON_NEGATIVE,),
-    "train.test_episodes": (POSITIVE,),
+    "train.test_episodes": (POSITIVE, at_most(MAX_TEST_EPISODES)),
     "train.checkpoint_interval": (POSITIVE,),
     "train.image_log_interval": (NON_NEGATIVE,),
     "train.max_episodes_in_memory": (NON_NEGATIVE,),

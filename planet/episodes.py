@@ -14,7 +14,7 @@ import numpy as np
 from planet.agent import Agent
 from planet.components import env_from_config
 from planet.config import Config
-from planet.seeds import Stream, episode_seed
+from planet.seeds import Stream, episode_seed, training_eval_index
 
 
 def run_episodes(
@@ -91,7 +91,7 @@ def evaluate_policy(
     """The noise-free evaluation after `episode`: `train.test_episodes` envs in one batch, each
     seeded differently. The episodes are appended to `keep` when given (for videos)."""
     count = config.train.test_episodes
-    seeds = [episode_seed(config.seed, episode * 1000 + i, Stream.TRAINING_EVAL)
+    seeds = [episode_seed(config.seed, training_eval_index(episode, i), Stream.TRAINING_EVAL)
              for i in range(count)]
     episodes = run_test_episodes(config, agent, seeds)
     if keep is not None:

@@ -16,18 +16,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from planet.config import MAX_TEST_EPISODES
+
 
 class Stream(IntEnum):
     """What a seed is for. The values are part of the run format: changing one changes runs."""
 
     COLLECT = 0  # the env (and the random actions) of collected episode N
-    TRAINING_EVAL = 1  # the envs of the noise-free evaluation after episode N (index N*1000+i)
+    TRAINING_EVAL = 1  # the envs of the evaluation after episode N (training_eval_index)
     EVALUATE = 2  # the envs of `planet evaluate` and `planet bench-learning`
     WATCH = 3  # the envs of `planet watch`
     TRAINING_EVAL_RNG = 10  # the torch RNG while evaluating during training (planner samples)
     IMAGES_RNG = 11  # the torch RNG while drawing the reconstruction strip
     EVALUATE_RNG = 102  # torch and numpy of `planet evaluate` (its planner samples)
     BENCH_EVAL_RNG = 103  # torch and numpy of `planet bench-learning`'s evaluation number N
+
+
+def training_eval_index(episode: int, i: int) -> int:
+    """The index of episode i of the noise-free evaluation after training episode `episode`:
+    N * MAX_TEST_EPISODES + i, so no two evaluations share an env seed (config
+    train.test_episodes is at most MAX_TEST_EPISODES)."""
+    return episode * MAX_TEST_EPISODES + i
 
 
 def episode_seed(seed: int, index: int, stream: Stream | int = Stream.COLLECT) -> int:

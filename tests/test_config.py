@@ -97,6 +97,8 @@ def test_every_field_has_a_row_of_rules():
         ("train.exploration_noise", "-0.3", "train.exploration_noise must be >= 0"),
         ("train.overshooting_distance", "0", "train.overshooting_distance must be positive"),
         ("train.bit_depth", "9", "train.bit_depth must be at most 8, got 9"),
+        # More would give two evaluations the same env seeds (seeds.training_eval_index).
+        ("train.test_episodes", "1001", "train.test_episodes must be at most 1000, got 1001"),
         ("train.max_episodes_in_memory", "-1", "train.max_episodes_in_memory must be >= 0"),
         ("train.chunk_length", "1", "train.chunk_length must be at least 2, got 1"),
         ("model.min_stddev", "0", "model.min_stddev must be positive, got 0.0"),
@@ -223,3 +225,13 @@ def test_machine_switches_may_change_on_resume():
                                     "machine.precision": "float32"})
     changed = check_resume_config(saved, requested)
     assert len(changed) == 3 and all(text.startswith("machine.") for text in changed)
+
+
+def test_no_two_training_evaluations_share_an_env_seed():
+    from planet.config import MAX_TEST_EPISODES
+    from planet.seeds import training_eval_index
+
+    indices = [training_eval_index(episode, i)
+               for episode in range(50) for i in range(MAX_TEST_EPISODES)]
+    assert len(set(indices)) == len(indices)
+    assert training_eval_index(3, 4) == 3004  # the scheme runs were written with
