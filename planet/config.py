@@ -247,8 +247,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # with 100 candidates, 5 iterations, top 10 (1/20 of the planning work; the paper's planner
     # did no better on the same model, and 100 candidates beat 200 on 3 of 3 seeds at 60 min).
     # Widths of the RSSM stay. About 21 s per episode (`planet bench --preset cpu`).
-    # The planner's rollout is torch.compile'd: 0.70x the eager planning call (1 env) and 0.75x
-    # (5 eval envs), after ~20 s of compiling per shape on first use (cached on disk after).
+    # The planner's rollout is torch.compile'd (figures: MachineConfig.compile_planner).
     "cpu": {
         "model.cnn_depth": 16,
         "model.embedding_size": 512,

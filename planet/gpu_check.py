@@ -29,10 +29,9 @@ logs images) and gymnasium (toy:dot is a Gymnasium env);
 no network and no display. MuJoCo and dm_control are optional. benchmarks/gpu_check.sh installs
 gymnasium from wheels in .whl/ when it is missing (see the script).
 
-Switch defaults: a switch's default changes on CUDA only on this check's figure, by the rule in
-planet.bench (SWITCH_EPISODE_RATIO, MIN_ROUNDS): over at least 5 interleaved rounds, the model
-work of one episode (C updates + one episode of act calls) with the switch flipped takes under
-0.95x the default's in the median round and under 1x in three rounds of four. check.json and
+Switch defaults: a switch's default changes on CUDA only on this check's figure, by
+planet.bench.SWITCH_RULE on the model work of one episode (C updates + one episode of act
+calls) with the switch flipped against the default, over interleaved rounds. check.json and
 summary.md say for each switch whether it holds ("change the default" or "keep the default");
 where it does, the config chooses that switch per device, with the figure in its docstring.
 """
