@@ -46,7 +46,7 @@ from planet.media import (
     text_width,
     write_video,
 )
-from planet.predictions import open_loop, prediction_cell, sheet_columns, step_label
+from planet.predictions import open_loop_prediction, prediction_cell, sheet_columns, step_label
 from planet.run_files import guard_outputs
 from planet.runs import load_run
 from planet.seeds import check_seed_option
@@ -215,8 +215,8 @@ def predict_run(args: argparse.Namespace, run_dir: Path, out: Path) -> int:
             f"{path.name} has {rows} rows; --start {args.start} + --context {args.context} + "
             f"--horizon {args.horizon} does not fit ({advice})"
         )
-    result = open_loop(run.model, episode["obs"], episode["action"], args.context, args.horizon,
-                       run.config.train.bit_depth, args.start, args.seed)
+    result = open_loop_prediction(run.model, episode["obs"], episode["action"], args.context,
+                                  args.horizon, run.config.train.bit_depth, args.start, args.seed)
     if not (np.isfinite(result["mse"]).all() and np.isfinite(result["context_mse"]).all()):
         print("warning: the prediction error is not finite; the checkpoint may have diverged")
     title = (f"{run.config.env.name}: open-loop prediction, {run_dir.name} after "

@@ -16,8 +16,9 @@ from planet.media import GREEN, RED, draw_border, gif_bytes, hwc, to_uint8, upsc
 
 # --- open-loop prediction -----------------------------------------------------------------------
 @torch.no_grad()
-def open_loop(model, obs_uint8: np.ndarray, action: np.ndarray, context: int, horizon: int,
-              bit_depth: int = 5, start: int = 0, seed: int | None = None) -> dict:
+def open_loop_prediction(model, obs_uint8: np.ndarray, action: np.ndarray, context: int,
+                         horizon: int, bit_depth: int = 5, start: int = 0,
+                         seed: int | None = None) -> dict:
     """Filter `context` frames, then predict `horizon` frames open loop with the real actions.
 
     Args:
@@ -131,7 +132,7 @@ def log_eval_media(logger, model, config: Config, episodes: list[dict], replay,
     episode = replay.episode(len(replay) - 1)
     context = min(5, len(episode["obs"]) - 1)
     horizon = min(50, len(episode["obs"]) - context)
-    result = open_loop(model, episode["obs"], episode["action"], context, horizon,
+    result = open_loop_prediction(model, episode["obs"], episode["action"], context, horizon,
                        config.train.bit_depth)
     writer.add_image("model/open_loop", prediction_strip(result, columns=12), step,
                      dataformats="HWC")

@@ -9,7 +9,7 @@ import numpy as np
 from test_evaluate import assert_one_line_error, run_cli
 
 from planet.data.replay import load_episode
-from planet.predictions import open_loop
+from planet.predictions import open_loop_prediction
 from planet.runs import load_run
 
 
@@ -50,7 +50,7 @@ def test_open_loop_matches_a_direct_computation(smoke_run):
 
     run = load_run(smoke_run, warn=lambda *_: None)
     episode = load_episode(sorted((smoke_run / "episodes").glob("*.npz"))[0])
-    result = open_loop(run.model, episode["obs"], episode["action"], 4, 6, 5, 3, 0)
+    result = open_loop_prediction(run.model, episode["obs"], episode["action"], 4, 6, 5, 3, 0)
     assert result["truth"].shape == (10, 64, 64, 3) and result["mse"].shape == (6,)
     obs = preprocess_obs(torch.as_tensor(episode["obs"][3:7]), 5, noise=False)
     torch.manual_seed(0)
@@ -73,7 +73,7 @@ def test_context_error_is_below_the_open_loop_error_at_the_end(toy_run):
     context, final = [], []
     for path in sorted((toy_run / "episodes").glob("*.npz"))[:3]:
         episode = load_episode(path)
-        result = open_loop(run.model, episode["obs"], episode["action"], 5, 25, 5, 0, 0)
+        result = open_loop_prediction(run.model, episode["obs"], episode["action"], 5, 25, 5, 0, 0)
         assert np.isfinite(result["mse"]).all() and np.isfinite(result["context_mse"]).all()
         context.append(np.mean(result["context_mse"]))
         final.append(np.mean(result["mse"][-5:]))
@@ -136,13 +136,15 @@ def test_open_loop_never_sees_the_frames_it_predicts(smoke_run):
     run = load_run(smoke_run, warn=lambda *_: None)
     episode = load_episode(sorted((smoke_run / "episodes").glob("*.npz"))[-1])
     start, context, horizon = 2, 4, 6
-    base = open_loop(run.model, episode["obs"], episode["action"], context, horizon, 5, start, 0)
+    base = open_loop_prediction(run.model, episode["obs"], episode["action"], context, horizon, 5,
+                                start, 0)
     later = episode["obs"].copy()
     later[start + context:] = 255 - later[start + context:]
-    moved = open_loop(run.model, later, episode["action"], context, horizon, 5, start, 0)
+    moved = open_loop_prediction(run.model, later, episode["action"], context, horizon, 5, start, 0)
     np.testing.assert_array_equal(moved["model"], base["model"])
     assert not np.array_equal(moved["truth"][context:], base["truth"][context:])
     earlier = episode["obs"].copy()
     earlier[start + 1] = 255 - earlier[start + 1]
-    changed = open_loop(run.model, earlier, episode["action"], context, horizon, 5, start, 0)
+    changed = open_loop_prediction(run.model, earlier, episode["action"], context, horizon, 5,
+                                   start, 0)
     assert not np.allclose(changed["model"][context:], base["model"][context:])
