@@ -607,10 +607,10 @@ def main(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--seeds must be integers, got {args.seeds!r}") from None
     envs = split_list(args.envs, "--envs")
-    from planet.tasks import parse_env_name
+    from planet.envs import check_env_name
 
-    for env in envs:
-        parse_env_name(env)
+    for env in envs:  # a typo would otherwise be saved in sweep.json and fail in a worker
+        check_env_name(env)
     try:
         plan = plan_sweep(envs, seeds, args.episodes, args.preset, parse_assignments(args.set),
                           parse_grid(args.grid), args.gpus_per_run)

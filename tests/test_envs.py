@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from planet.envs import EnvError, default_action_repeat, make_env
+from planet.envs import EnvError, check_env_name, default_action_repeat, make_env
 from planet.envs.dmc import ACTION_REPEATS
 
 
@@ -89,6 +89,17 @@ def test_toy_env_rewards_the_centre():
 def test_unknown_names_list_the_valid_forms(name):
     with pytest.raises(EnvError, match="valid forms: a paper task"):
         make_env(name)
+
+
+@pytest.mark.parametrize("name", ["cartpole-swingupp", "dmc:nothing", "atari:Pong", "gym:",
+                                  "walker-runn", "toy:dott", "gym:Pendulum-v9"])
+def test_names_are_checked_without_building_an_env(name, monkeypatch):
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    with pytest.raises(EnvError, match="valid forms: a paper task"):
+        check_env_name(name)
+    for good in ("cartpole-swingup", "dmc:walker-run", "toy:dot", "gym:Pendulum-v1"):
+        check_env_name(good)
+    assert "MUJOCO_GL" not in os.environ  # the renderer is left for the runs to choose
 
 
 def test_discrete_gym_env_is_refused():

@@ -332,11 +332,17 @@ def test_bad_sweep_input_is_one_line(tmp_path: Path, capsys):
         ("--envs", "toy:dot", "--seeds", "0,x"): "--seeds must be integers",
         ("--envs", "nope:task"): "unknown environment",
         ("--envs", "toy:dot", "--cpus-per-run", "0"): "--cpus-per-run",
+        # Names that parse but that no env answers to: refused before sweep.json is written,
+        # which a corrected command could not have replaced.
+        ("--envs", "toy:dot,cartpole-swingupp"): "unknown dm_control task 'cartpole-swingupp'",
+        ("--envs", "cartpole-swingup,walker-run,toy:dott"): "unknown toy env 'dott'",
+        ("--envs", "gym:Pendulum-v9"): "unknown Gymnasium env 'Pendulum-v9'",
     }
     for args, expected in cases.items():
         assert cli.main([*base, *args]) == 2, args
         error = capsys.readouterr().err
         assert expected in error and len(error.strip().splitlines()) == 1, error
+        assert not (tmp_path / "bad").exists(), args
 
 
 def test_a_second_driver_on_one_sweep_folder_is_refused(tmp_path: Path, capsys):

@@ -58,6 +58,27 @@ def make_env(
     return env
 
 
+def check_env_name(name: str) -> None:
+    """An EnvError for a name no env answers to, without building the env: the form, the toy
+    env's name, a Gymnasium id's registration, a dm_control task's existence (when dm_control
+    imports here). `planet sweep` checks every --envs entry so before it writes anything."""
+    family, task = parse_env_name(name)
+    if family == "toy" and task != "dot":
+        raise EnvError(f"unknown toy env {task!r}; {VALID_FORMS}")
+    if family == "dmc":
+        from planet.envs.dmc import known_task, unknown_task
+
+        if known_task(task) is False:
+            raise unknown_task(task)
+    if family == "gym":
+        try:
+            gym.spec(task)
+        except gym.error.NamespaceNotFound:
+            pass  # a plugin's namespace (dm_control/...) registers when gym.make imports it
+        except gym.error.Error as error:
+            raise EnvError(f"unknown Gymnasium env {task!r}: {error}; {VALID_FORMS}") from None
+
+
 def base_env(name: str, seed: int, image_size: int, symbolic: bool) -> tuple[gym.Env, int | None]:
     """The env a name stands for, unwrapped, and its own episode length in env steps (None when
     it has none)."""

@@ -7,15 +7,13 @@ physics step, and not large then resized): `AddRenderObservation(RepeatAction(en
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 import gymnasium as gym
 
 from planet.errors import EnvError
-from planet.tasks import (
-    ACTION_REPEATS,  # noqa: F401 - the paper's table, re-exported
-    VALID_FORMS,
-)
+from planet.tasks import ACTION_REPEATS, VALID_FORMS
 
 
 def split_task(name: str) -> tuple[str, str]:
@@ -29,6 +27,27 @@ def split_task(name: str) -> tuple[str, str]:
 
 def unknown_task(name: str) -> Exception:
     return EnvError(f"unknown dm_control task {name!r}; {VALID_FORMS}")
+
+
+def known_task(name: str) -> bool | None:
+    """Whether dm_control's suite has `domain-task` (a malformed name is an EnvError), without
+    building it; None when dm_control cannot be imported here. MUJOCO_GL is left as it was: a
+    sweep driver that only checks names must not choose the renderer its workers inherit."""
+    domain, task = split_task(name)
+    if name in ACTION_REPEATS:
+        return True
+    from planet.envs.gl import choose_gl_backend
+
+    saved = os.environ.copy()
+    try:
+        choose_gl_backend(symbolic=True)  # quiet import: no GLFW probe on a headless machine
+        suite, _ = import_dm_control()
+    except (ImportError, RuntimeError, EnvError):
+        return None
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return (domain, task) in suite.ALL_TASKS
 
 
 def make_dmc_env(name: str, seed: int, image_size: int, symbolic: bool) -> gym.Env:
