@@ -1,7 +1,7 @@
 """Learning benchmark: train for a wall-clock budget, evaluate the noise-free policy at fixed times.
 
 `planet bench-learning --preset cpu --env cartpole-swingup --seed 0 --minutes 60` trains in
-RUN_DIR (default results/learning/<env>-<preset>-s<seed>/run) and, each time the training wall
+OUT/run (OUT default runs/learning/<env>-<preset>-s<seed>) and, each time the training wall
 time passes a multiple of `--eval-every` minutes, runs `--eval-episodes` noise-free episodes as
 one batch of envs. Evaluation time is not counted in the budget. It writes `learning.json`
 (return vs training minutes vs env steps vs episodes) and `learning.png` (the curve, with the
@@ -27,14 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="auto",
                         help="preset(s) to train with (default auto: paper on a CUDA device, "
                         "else cpu)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--minutes", type=float, default=60.0, help="training wall-clock budget")
+    parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    parser.add_argument("--minutes", type=float, default=60.0,
+                        help="training wall-clock budget (default 60)")
     parser.add_argument("--eval-every", type=float, default=10.0, metavar="MINUTES",
-                        help="evaluate each time training time passes a multiple of this")
+                        help="evaluate each time training time passes a multiple of this "
+                        "(default 10)")
     parser.add_argument("--eval-episodes", type=int, default=5,
-                        help="noise-free episodes per evaluation (1 to 100)")
+                        help="noise-free episodes per evaluation (1 to 100; default 5)")
     parser.add_argument("--out", help="output folder "
-                        "(default results/learning/<env>-<preset>-s<seed>)")
+                        "(default runs/learning/<env>-<preset>-s<seed>)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field")
@@ -42,9 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_out(env_name: str, preset: str, seed: int) -> Path:
-    """results/learning/<env>-<preset>-s<seed>, one folder whatever the env name holds
+    """runs/learning/<env>-<preset>-s<seed>, one folder whatever the env name holds
     ('gym:dm_control/cartpole-swingup-v0') and however many presets are combined ('cpu,fast')."""
-    return (Path("results") / "learning"
+    # Not results/: the committed curves live there, and a second run into a folder is refused.
+    return (Path("runs") / "learning"
             / f"{env_folder_name(env_name)}-{preset.replace(',', '+')}-s{seed}")
 
 

@@ -63,5 +63,5 @@ def test_bad_budgets_and_too_many_eval_episodes_are_one_line_errors(tmp_path, ca
 
 def test_the_default_folder_is_one_folder_for_any_env_name_and_presets():
     assert default_out("gym:dm_control/cartpole-swingup-v0", "cpu,fast", 3).parts == (
-        "results", "learning", "gym_dm_control_cartpole-swingup-v0-cpu+fast-s3")
+        "runs", "learning", "gym_dm_control_cartpole-swingup-v0-cpu+fast-s3")
     assert default_out("cartpole-swingup", "smoke", 0).name == "cartpole-swingup-smoke-s0"
