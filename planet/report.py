@@ -255,21 +255,33 @@ def summarise(groups: list[Group], at_env_steps: list[int]) -> dict[str, Any]:
     }
 
 
+def rows_of_complete_grids(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """grid -> its rows, for the grids that have a row for every task of the report: a mean
+    over tasks means the same tasks for each. Labels that differ per task (runs/ folders,
+    config_labels) make no such grid, and no mean row."""
+    tasks = {row["task"] for row in summary["groups"]}
+    by_grid: dict[str, list[dict[str, Any]]] = {}
+    for row in summary["groups"]:
+        by_grid.setdefault(row["grid"], []).append(row)
+    return {grid: rows for grid, rows in by_grid.items() if {r["task"] for r in rows} == tasks}
+
+
 def task_means(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Mean over tasks at each step count, for the grids whose every task has a value."""
     means: dict[str, dict[str, float]] = {}
+    complete = rows_of_complete_grids(summary)
     for steps in map(str, summary["at_env_steps"]):
-        by_grid: dict[str, list[float | None]] = {}
-        for row in summary["groups"]:
-            by_grid.setdefault(row["grid"], []).append(row["at"][steps]["mean"])
-        means[steps] = {grid: float(np.mean(values)) for grid, values in by_grid.items()
-                        if values and all(v is not None for v in values)}
+        values = {grid: [row["at"][steps]["mean"] for row in rows]
+                  for grid, rows in complete.items()}
+        means[steps] = {grid: float(np.mean(row_values))
+                        for grid, row_values in values.items() if None not in row_values}
     return means
 
 
 def random_mean(summary: dict[str, Any], grid: str) -> float | None:
     """Mean over tasks of the random policy's return, for a grid whose every task has one."""
-    values = [row["random_policy"]["mean"] for row in summary["groups"] if row["grid"] == grid]
+    rows = rows_of_complete_grids(summary).get(grid, [])
+    values = [row["random_policy"]["mean"] for row in rows]
     return float(np.mean(values)) if values and None not in values else None
 
 

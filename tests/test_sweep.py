@@ -491,6 +491,22 @@ def test_report_mean_over_tasks_row_has_ours_random_and_published_means(tmp_path
     assert "mean over tasks" not in (tmp_path / "report.md").read_text()
 
 
+def test_report_means_over_tasks_only_for_labels_every_task_has(tmp_path):
+    # runs/ with two walker configs (labelled by the field they differ in) and one finger run
+    # (no label): no label covers both tasks, so no mean over tasks; one that did would be the
+    # mean of walker alone.
+    write_run(tmp_path / "w", "walker-walk", 100, {100_000: 50.0}, 100_000)
+    write_run(tmp_path / "f", "finger-spin", 100, {100_000: 150.0}, 100_000)
+    write_run(tmp_path / "w2", "walker-walk", 100, {100_000: 70.0}, 100_000)
+    config = json.loads((tmp_path / "w2" / "config.json").read_text())
+    config["planner"]["candidates"] = 300
+    (tmp_path / "w2" / "config.json").write_text(json.dumps(config))
+    assert cli.main(["report", str(tmp_path), "--at-env-steps", "100000"]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "| walker-walk [planner.candidates=300] | 70 ± 0 (1) |" in text, text
+    assert "mean over tasks" not in text, text
+
+
 def test_report_stars_only_values_that_unfinished_runs_will_still_change(tmp_path):
     write_run(tmp_path / "w0", "walker-walk", 100, {50_000: 40.0, 100_000: 50.0}, 100_000)
     write_run(tmp_path / "w1", "walker-walk", 100, {50_000: 60.0}, 60_000)  # unfinished
