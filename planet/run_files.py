@@ -26,6 +26,8 @@ from planet.run_lock import LOCK_FILE_NAME, RunLockedError, hold_run_dir
 OWN_FILES = ("config.json", "metrics.jsonl", "resumes.jsonl", LOCK_FILE_NAME)
 OWN_FOLDERS = ("checkpoints", "episodes", "tb")
 OUTPUT_NAMES = ("videos", "eval.json")
+# What `planet sweep` keeps in each run folder beside the run's own files.
+SWEEP_LOG_FILE, SWEEP_ATTEMPTS_FILE = "train.log", "sweep-attempts.jsonl"
 
 
 def load_run_config(run_dir: str | Path) -> Config:
@@ -119,7 +121,8 @@ def check_run_folder(run_dir: Path, log) -> None:
 
 
 def _planet_named(path: Path) -> bool:
-    return path.name in OWN_FILES + OWN_FOLDERS + OUTPUT_NAMES or is_temporary_file(path)
+    known = (*OWN_FILES, *OWN_FOLDERS, *OUTPUT_NAMES, SWEEP_LOG_FILE, SWEEP_ATTEMPTS_FILE)
+    return path.name in known or is_temporary_file(path)
 
 
 def foreign_files(run_dir: Path) -> list[Path]:

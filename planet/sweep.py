@@ -51,11 +51,11 @@ from planet.config import (
 )
 from planet.errors import TrainError, UsageError
 from planet.resume import RESUMABLE_FIELDS, config_changes
+from planet.run_files import SWEEP_ATTEMPTS_FILE, SWEEP_LOG_FILE
 from planet.tasks import env_folder_name
 
 SWEEP_FILE = "sweep.json"
-ATTEMPTS_FILE = "sweep-attempts.jsonl"
-LOG_FILE = "train.log"
+ATTEMPTS_FILE, LOG_FILE = SWEEP_ATTEMPTS_FILE, SWEEP_LOG_FILE
 # Variables read at import time (MuJoCo's GL backend) or by the crash tests: passed to workers.
 FORWARDED_ENV = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "MUJOCO_EGL_DEVICE_ID", "PLANET_TEST_")
 # A retried run may start while the killed attempt's process is still exiting: wait this long
@@ -294,6 +294,7 @@ def train_one(run_dir: str, config_data: dict[str, Any], cpus: int, session: str
         raise
     append_attempt(folder, {"event": "end", "attempt": attempt, "session": session,
                             "outcome": "done", "episodes": summary["episodes"]})
+    print(f"done: {summary['episodes']} episodes, {summary['env_steps']} env steps", flush=True)
     return {key: summary[key] for key in ("episodes", "env_steps")}
 
 

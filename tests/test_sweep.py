@@ -105,7 +105,9 @@ def test_sweep_trains_every_point_once(finished_sweep: Path):
         assert len(attempts(run_dir)) == 1
         start = attempts(run_dir)[0]
         assert start["torch_threads"] == 1  # --cpus-per-run default
-        assert "training" in (run_dir / LOG_FILE).read_text()  # the run's own log
+        log = (run_dir / LOG_FILE).read_text()  # the run's own log
+        assert "training" in log and log.splitlines()[-1].startswith("done: 3 episodes, ")
+        assert "not a planet run folder" not in log  # train.log and the attempts are the sweep's
 
 
 def test_local_ray_instance_starts_without_the_token_auth_notice(finished_sweep: Path):
