@@ -187,7 +187,8 @@ class Config:
     device: str = "auto"
     """auto (CUDA when present, else CPU), cpu or cuda."""
     preset: str = "paper"
-    """Presets applied, comma-separated, in order (informational; set by the CLI)."""
+    """Presets applied, comma-separated, in order (informational: the CLI records the preset
+    its --preset chose, `auto` by default; a Config built in Python holds the paper's values)."""
     preset_reason: str = ""
     """Why the preset was chosen, when `auto` chose it (informational)."""
 

@@ -83,6 +83,8 @@ def guard_outputs(run_dir: Path, outputs: list[tuple[str, Path]], command: str):
     waits for no one and blocks no one when it writes elsewhere)."""
     if not run_dir.is_dir():
         raise TrainError(f"run dir {run_dir} does not exist")
+    if not is_run_folder(run_dir):  # before the outputs: they would be judged against another run
+        raise TrainError(f"{run_dir} is not a run dir: config.json not found")
     refuse_run_files(outputs)
     inside = [option for option, path in outputs
               if run_dir.resolve() in path.resolve().parents]

@@ -97,6 +97,9 @@ def test_predict_counts_only_the_episode_files_planet_named(smoke_run, tmp_path,
 def test_predict_errors_are_one_line(smoke_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "predict", tmp_path / "missing")
     assert_one_line_error(code, err, "does not exist")
+    # A run's own subfolder is not a run: said so, not blamed on a default --out inside the run.
+    code, _, err = run_cli(capsys, "predict", smoke_run / "checkpoints")
+    assert_one_line_error(code, err, "checkpoints is not a run dir: config.json not found")
     code, _, err = run_cli(capsys, "predict", smoke_run, "--horizon", 500, "--out",
                            tmp_path / "p.mp4")
     assert_one_line_error(code, err, "does not fit (--horizon 121 at most)")  # 126 rows - 5
