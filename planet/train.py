@@ -78,6 +78,7 @@ def train(
     # A bad --device or env fails here, before the run folder (or its lock file) is created.
     choose_device(config.device)
     env = env_from_config(config, config.seed)
+    refuse_chunks_longer_than_episodes(config, env)
     log = beside_progress_bars(log)  # every message, including the planner's compile lines
     try:
         with hold_run_dir(run_dir, "planet train", wait=lock_wait):
@@ -144,6 +145,20 @@ def run_algorithm_1(run: OpenRun, progress: bool, log: Log, fault_hook: FaultHoo
         "resumed_from": start if run.resumed else None,
         "nonfinite_updates": components.learner.nonfinite_updates,
     }
+
+
+def refuse_chunks_longer_than_episodes(config: Config, env) -> None:
+    """A TrainError before any episode is collected when no episode of this env can hold one
+    chunk (N agent steps are N + 1 rows); replay would only find out after the seed episodes."""
+    rows = env.agent_steps_per_episode + 1
+    if config.train.chunk_length > rows:
+        env.close()
+        raise TrainError(
+            f"train.chunk_length={config.train.chunk_length} is longer than any episode of "
+            f"{config.env.name} can be: {rows} rows ({env.agent_steps_per_episode} agent steps "
+            f"at action repeat {env.action_repeat}); lower train.chunk_length or raise "
+            "env.max_episode_steps"
+        )
 
 
 def fit_world_model(run: OpenRun, episode: int, timer: Timer, bars: Bars,

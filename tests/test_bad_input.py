@@ -81,6 +81,9 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
         (["--set", "env.image_size=32"], "env.image_size must be 64 for pixel observations"),
         (["--seed", "-1"], "seed must be >= 0, got -1"),
         (["--set", "model.min_stddev=-5"], "model.min_stddev must be positive, got -5.0"),
+        # cartpole at repeat 8: 1000 env steps are 125 agent steps, 126 rows.
+        (["--set", "train.chunk_length=200"],
+         "train.chunk_length=200 is longer than any episode of cartpole-swingup can be: 126 rows"),
     ],
 )
 def test_bad_train_input_is_one_line(args, expected, tmp_path, capsys):
