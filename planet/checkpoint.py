@@ -21,23 +21,20 @@ import torch
 
 from planet.atomic_files import atomic_write_bytes
 from planet.config import Config, current_names, flatten
+from planet.errors import RunFileError
 
 MAGIC = b"PLANETCK"
 # The names checkpoint_path gives; only these are listed, loaded, pruned or set aside.
 CHECKPOINT_NAME = re.compile(r"episode_(?P<episode>\d{6,})\.pt")
 
 
-class CheckpointError(RuntimeError):
-    """A damaged or incompatible checkpoint; the message is meant for the user.
-
-    `reason` is the message without the advice that follows it, for errors that list several
-    problems (planet.resume.resume_point) and should give the advice once. `damaged` is False
-    when the file could not be read at all (permissions, an I/O error): a resume then stops
-    rather than set the checkpoint aside and fall back to an older one."""
+class CheckpointError(RunFileError):
+    """A damaged or incompatible checkpoint. `damaged` is False when the file could not be read
+    at all (permissions, an I/O error): a resume then stops rather than set the checkpoint aside
+    and fall back to an older one."""
 
     def __init__(self, reason: str, advice: str = "", damaged: bool = True):
-        super().__init__(f"{reason}; {advice}" if advice else reason)
-        self.reason = reason
+        super().__init__(reason, advice)
         self.damaged = damaged
 
 

@@ -1,8 +1,8 @@
 """Errors meant for the user: the command line prints each as one line (exit status 2).
 
 Other modules keep their own subclasses where the cause is theirs (ConfigError in planet.config,
-CheckpointError in planet.checkpoint, ReplayError in planet.data.replay, RunLockedError in
-planet.run_lock). EnvError is here, not in planet.envs, so that an env name can be checked
+CheckpointError in planet.checkpoint and ReplayError in planet.data.replay, both RunFileErrors,
+RunLockedError in planet.run_lock). EnvError is here, not in planet.envs, so that an env name can be checked
 without importing gymnasium (planet.tasks.parse_env_name).
 """
 
@@ -15,6 +15,16 @@ class UsageError(Exception):
 
 class EnvError(ValueError):
     """A bad environment name or an environment we cannot use; meant for the user."""
+
+
+class RunFileError(RuntimeError):
+    """A damaged or unusable file of a run folder (CheckpointError, ReplayError); meant for the
+    user. `reason` is the message without the advice that follows it, for errors that list
+    several problems (planet.resume.resume_point) and should give the advice once."""
+
+    def __init__(self, reason: str, advice: str = ""):
+        super().__init__(f"{reason}; {advice}" if advice else reason)
+        self.reason = reason
 
 
 class TrainError(RuntimeError):

@@ -35,20 +35,15 @@ from pathlib import Path
 import numpy as np
 
 from planet.atomic_files import atomic_write_bytes
+from planet.errors import RunFileError
 
 EPISODE_KEYS = ("obs", "action", "reward")
 # The names planet gives episode files: resume touches only files whose whole name matches.
 EPISODE_NAME = re.compile(r"(?P<index>\d{6,})_(?P<length>\d+)\.npz")
 
 
-class ReplayError(RuntimeError):
-    """Bad replay state or a damaged episode file; the message is meant for the user.
-
-    `reason` is the message without the advice that follows it (see CheckpointError)."""
-
-    def __init__(self, reason: str, advice: str = ""):
-        super().__init__(f"{reason}; {advice}" if advice else reason)
-        self.reason = reason
+class ReplayError(RunFileError):
+    """Bad replay state or a damaged episode file."""
 
 
 @dataclass
