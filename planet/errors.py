@@ -2,8 +2,8 @@
 
 Other modules keep their own subclasses where the cause is theirs (ConfigError in planet.config,
 CheckpointError in planet.checkpoint and ReplayError in planet.data.replay, both RunFileErrors,
-RunLockedError in planet.run_lock). EnvError is here, not in planet.envs, so that an env name can be checked
-without importing gymnasium (planet.tasks.parse_env_name).
+RunLockedError in planet.run_lock). EnvError is here, not in planet.envs, so that an env name can be
+checked without importing gymnasium (planet.tasks.parse_env_name).
 """
 
 from __future__ import annotations

@@ -52,12 +52,11 @@ class Learner:
     ) -> Losses:
         """Negative ELBO of one batch; obs (T, B, ...), action (T, B, A), reward (T, B)."""
         model, config = self.model, self.config
-        steps, batch = action.shape[:2]
         with self.autocast():
             # Posterior unroll: Eq. 2 in the RSSM form of Eq. 4.
             rollout = model.observe(obs, action)
             features = rollout.features  # (T, B, 230), posterior samples
-            obs_mean = model.decoder(features.flatten(0, 1)).unflatten(0, (steps, batch))
+            obs_mean = model.decoder(features)  # (T, B, 3, 64, 64) or (T, B, obs_size)
             reward_mean = model.reward_model(features)  # (T, B)
             overshooting = (
                 overshooting_kl_loss(

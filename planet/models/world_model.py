@@ -60,9 +60,8 @@ class WorldModel(nn.Module):
         """Filter sequences from the initial state: e_t = encoder(o_t), then the posterior unroll
         q(s_t | h_t, e_t) (Eq. 2 in the RSSM form of Eq. 4). obs (T, B, ...) preprocessed,
         action (T, B, A) where action[t] = a_{t-1} (zeros at t = 0, as replay stores it)."""
-        steps, batch = action.shape[:2]
-        embedding = self.encoder(obs.flatten(0, 1)).unflatten(0, (steps, batch))  # (T, B, E)
-        belief, state = self.rssm.initial(batch, obs.device)
+        embedding = self.encoder(obs)  # (T, B, E); the encoders take any leading shape
+        belief, state = self.rssm.initial(action.shape[1], obs.device)
         return self.rssm.observe(embedding, action, belief, state)
 
     def open_loop(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -78,5 +77,5 @@ class WorldModel(nn.Module):
             )
             features.append(imagined.features)  # (H, B, F)
         joined = torch.cat(features)  # (C + H, B, F)
-        return self.decoder(joined.flatten(0, 1)).unflatten(0, joined.shape[:2])
+        return self.decoder(joined)
 
