@@ -247,25 +247,28 @@ def training_peak_rss(config: Config, updates: int = 2) -> int:
     """
     import subprocess
 
-    code = (
-        "import json, sys, numpy as np, torch\n"
-        "from planet.bench import BenchPath, random_replay, peak_rss\n"
-        "from planet.config import Config\n"
-        "config = Config.from_dict(json.loads(sys.argv[1]))\n"
-        "if config.machine.reuse_host_memory:\n"
-        "    from planet.utils import reuse_freed_host_memory\n"
-        "    reuse_freed_host_memory()\n"
-        "path = BenchPath(config, 1, torch.device('cpu'), None)\n"
-        "replay = random_replay(config, 1, 0)\n"
-        "rng = np.random.default_rng(0)\n"
-        "for _ in range(int(sys.argv[2])):\n"
-        "    path.learner.update(replay.sample(config.train.batch_size,\n"
-        "                                      config.train.chunk_length, rng))\n"
-        "print(peak_rss())\n"
-    )
+    code = ("import sys; from planet.bench import updates_then_peak_rss; "
+            "print(updates_then_peak_rss(sys.argv[1], int(sys.argv[2])))")
     out = subprocess.run([sys.executable, "-c", code, config.to_json(), str(updates)],
                          capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1])
+
+
+def updates_then_peak_rss(config_json: str, updates: int) -> int:
+    """training_peak_rss's child process: `updates` updates of one path on a random replay,
+    then this process's peak RSS (bytes)."""
+    config = Config.from_dict(json.loads(config_json))
+    if config.machine.reuse_host_memory:
+        from planet.utils import reuse_freed_host_memory
+
+        reuse_freed_host_memory()
+    path = BenchPath(config, 1, torch.device("cpu"), None)
+    replay = random_replay(config, 1, 0)
+    rng = np.random.default_rng(0)
+    for _ in range(updates):
+        path.learner.update(replay.sample(config.train.batch_size, config.train.chunk_length,
+                                          rng))
+    return peak_rss()
 
 
 # --- the env step --------------------------------------------------------------------------
