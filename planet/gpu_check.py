@@ -39,6 +39,7 @@ where it does, the config chooses that switch per device, with the figure in its
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import importlib.util
 import json
@@ -445,10 +446,12 @@ def train_for(config: Config, run_dir: Path, seconds: float, min_episodes: int) 
 def resume_for_one_more(config: Config, run_dir: Path, episodes: int) -> None:
     """One episode more from the checkpoint: model, optimiser and random state back on the
     device (train.episodes is a field a resume may change)."""
+    from planet.config import apply_overrides
     from planet.train import train
 
-    config.train.episodes = episodes + 1
-    resumed = train(config, run_dir, progress=False, log=_print_now)
+    longer = copy.deepcopy(config)  # the caller's config stays the one the run started with
+    apply_overrides(longer, {"train.episodes": episodes + 1})
+    resumed = train(longer, run_dir, progress=False, log=_print_now)
     print(f"resumed at episode {resumed['resumed_from']}: {resumed['episodes']} episodes")
 
 
