@@ -67,9 +67,63 @@ def bench_eval_returns(config, agent, count: int, index: int) -> list[float]:
     return [float(e["reward"].sum()) for e in run_test_episodes(config, agent, seeds)]
 
 
+class TimedEvaluations:
+    """train()'s on_episode: evaluates each time the training time (wall time less the time of
+    the evaluations themselves) passes a multiple of `interval_s`, and once more when the
+    budget is spent, which stops training. `points` holds one record per evaluation."""
+
+    def __init__(self, config, budget_s: float, interval_s: float, episodes: int):
+        self.config, self.budget_s, self.interval_s = config, budget_s, interval_s
+        self.episodes = episodes
+        self.points: list[dict] = []
+        self.eval_seconds = 0.0  # spent evaluating so far: not training time
+        self.next_at = interval_s  # training seconds at which the next evaluation is due
+
+    def __call__(self, record: dict, components) -> bool:
+        train_seconds = record["wall_time"] - self.eval_seconds
+        stop = train_seconds >= self.budget_s
+        if train_seconds >= self.next_at or stop:
+            self.points.append(self.evaluate(record, components, train_seconds))
+            while self.next_at <= train_seconds:
+                self.next_at += self.interval_s
+        return stop
+
+    def evaluate(self, record: dict, components, train_seconds: float) -> dict:
+        """Evaluation number len(points): noise-free episodes as one batch, on their own
+        RNG stream (the planner's samples), so that evaluating does not change training."""
+        from planet.seeds import Stream, episode_seed, private_rng
+
+        start, index = time.time(), len(self.points)
+        seed = episode_seed(self.config.seed, index, Stream.BENCH_EVAL_RNG)
+        with private_rng(components.device, seed):
+            returns = bench_eval_returns(self.config, components.agent, self.episodes, index)
+        self.eval_seconds += time.time() - start
+        print(f"[{train_seconds / 60:5.1f} min] episodes {record['episode'] + 1}, "
+              f"env steps {record['env_steps']}: eval return {np.mean(returns):.1f} "
+              f"± {np.std(returns):.1f}", flush=True)
+        return {
+            "train_minutes": train_seconds / 60, "env_steps": record["env_steps"],
+            "episodes": record["episode"] + 1, "eval_returns": returns,
+            "eval_return": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
+            "train_return": record["return"],
+        }
+
+
+def command_line(args: argparse.Namespace, preset: str) -> str:
+    """The command with every value spelt out (defaults included), as learning.json records
+    it: run again, it repeats the benchmark."""
+    values = (("env", args.env), ("preset", preset), ("seed", args.seed),
+              ("minutes", args.minutes), ("eval_every", args.eval_every),
+              ("eval_episodes", args.eval_episodes))
+    return ("planet bench-learning "
+            + " ".join(f"--{key.replace('_', '-')} {value}" for key, value in values)
+            + (f" --device {args.device}" if args.device else "")
+            + (f" --out {args.out}" if args.out else "")
+            + "".join(f" --set {item}" for item in args.set))
+
+
 def run(args: argparse.Namespace) -> dict:
     from planet.config import ConfigError, make_config, parse_assignments
-    from planet.seeds import Stream, episode_seed, private_rng
     from planet.train import train
     from planet.utils import choose_device
 
@@ -90,46 +144,15 @@ def run(args: argparse.Namespace) -> dict:
         raise ConfigError(f"{out} holds a learning benchmark already; the benchmark times a "
                           "run from its start: use another --out, or delete that folder")
     out.mkdir(parents=True, exist_ok=True)
-    budget, interval = args.minutes * 60, args.eval_every * 60
-    points: list[dict] = []
-    state = {"eval_seconds": 0.0, "next": interval}
-
-    def on_episode(record: dict, components) -> bool:
-        train_seconds = record["wall_time"] - state["eval_seconds"]
-        stop = train_seconds >= budget
-        if train_seconds >= state["next"] or stop:
-            start = time.time()
-            seed = episode_seed(config.seed, len(points), Stream.BENCH_EVAL_RNG)
-            with private_rng(components.device, seed):
-                returns = bench_eval_returns(config, components.agent, args.eval_episodes,
-                                             len(points))
-            state["eval_seconds"] += time.time() - start
-            points.append({
-                "train_minutes": train_seconds / 60, "env_steps": record["env_steps"],
-                "episodes": record["episode"] + 1, "eval_returns": returns,
-                "eval_return": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
-                "train_return": record["return"],
-            })
-            print(f"[{train_seconds / 60:5.1f} min] episodes {record['episode'] + 1}, "
-                  f"env steps {record['env_steps']}: eval return {np.mean(returns):.1f} "
-                  f"± {np.std(returns):.1f}", flush=True)
-            while state["next"] <= train_seconds:
-                state["next"] += interval
-        return stop
-
-    train(config, out / "run", progress=not args.no_progress, on_episode=on_episode)
+    evaluations = TimedEvaluations(config, args.minutes * 60, args.eval_every * 60,
+                                   args.eval_episodes)
+    train(config, out / "run", progress=not args.no_progress, on_episode=evaluations)
     summary = {
         "env": args.env, "preset": config.preset, "seed": args.seed, "minutes": args.minutes,
         "eval_every_minutes": args.eval_every, "eval_episodes": args.eval_episodes,
-        "config": config.to_dict(), "points": points,
+        "config": config.to_dict(), "points": evaluations.points,
         "references": planet_returns(task_of(args.env)),
-        "command": "planet bench-learning " + " ".join(
-            f"--{key.replace('_', '-')} {value}" for key, value in
-            (("env", args.env), ("preset", config.preset), ("seed", args.seed),
-             ("minutes", args.minutes), ("eval_every", args.eval_every),
-             ("eval_episodes", args.eval_episodes))
-        ) + (f" --device {args.device}" if args.device else "")
-        + "".join(f" --set {item}" for item in args.set),
+        "command": command_line(args, config.preset),
     }
     (out / "learning.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot_learning([summary], out / "learning.png")

@@ -37,8 +37,8 @@ def test_short_learning_benchmark_writes_json_and_curve(tmp_path, capsys):
     assert summary["preset"] == "smoke" and summary["config"]["train"]["collect_interval"] == 4
     assert summary["config"]["env"]["max_episode_steps"] == EPISODE_STEPS
     assert summary["command"].endswith(
-        "--preset smoke --seed 0 --minutes 0.15 --eval-every 0.05 --eval-episodes 2 --set "
-        f"train.collect_interval=4 --set env.max_episode_steps={EPISODE_STEPS}")
+        f"--preset smoke --seed 0 --minutes 0.15 --eval-every 0.05 --eval-episodes 2 --out {out} "
+        f"--set train.collect_interval=4 --set env.max_episode_steps={EPISODE_STEPS}")
     image = imageio.imread(out / "learning.png")
     assert image.shape[:2] == (420, 1100)
     assert "eval return" in capsys.readouterr().out
