@@ -172,9 +172,11 @@ def random_replay(config: Config, action_size: int, seed: int):
 
 
 def agent_steps_per_episode(config: Config) -> int:
-    """The agent steps (planner calls) in one episode of the config's env: max_episode_steps /
-    action repeat. The repeat comes from planet.tasks, not planet.envs (which needs gymnasium):
-    a GPU machine with only PyTorch can still time the model figures."""
+    """The agent steps (planner calls) in one episode as the config gives them: max_episode_steps
+    / action repeat, without building the env (an env's own shorter limit, toy:dot's 30 or
+    Pendulum's 200, is not seen; make_env's agent_steps_per_episode is the env's figure). The
+    repeat comes from planet.tasks, not planet.envs (which needs gymnasium): a GPU machine with
+    only PyTorch can still time the model figures."""
     repeat = config.env.action_repeat or default_action_repeat(config.env.name)
     return config.env.max_episode_steps // repeat
 

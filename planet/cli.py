@@ -176,10 +176,11 @@ def default_run_dir(config: Config) -> Path:
 
 def command_train(args: argparse.Namespace) -> int:
     from planet.tasks import parse_env_name
-    from planet.train import train
 
     config, run_dir = resolve_train_config(args)
     parse_env_name(config.env.name)  # fail fast on a bad name, before any heavy import
+    from planet.train import train  # torch, gymnasium
+
     try:
         summary = train(config, run_dir, progress=not args.no_progress)
     except KeyboardInterrupt:

@@ -188,7 +188,7 @@ class Config:
     """auto (CUDA when present, else CPU), cpu or cuda."""
     preset: str = "paper"
     """Presets applied, comma-separated, in order (informational: the CLI records the preset
-    its --preset chose, `auto` by default; a Config built in Python holds the paper's values)."""
+    it applied, `auto` resolved to paper or cpu; a Config built in Python has the paper's)."""
     preset_reason: str = ""
     """Why the preset was chosen, when `auto` chose it (informational)."""
 

@@ -133,7 +133,7 @@ def log_eval_media(logger, model, config: Config, episodes: list[dict], replay,
     context = min(5, len(episode["obs"]) - 1)
     horizon = min(50, len(episode["obs"]) - context)
     result = open_loop_prediction(model, episode["obs"], episode["action"], context, horizon,
-                       config.train.bit_depth)
+                                  config.train.bit_depth)
     writer.add_image("model/open_loop", prediction_strip(result, columns=12), step,
                      dataformats="HWC")
     writer.add_scalar("model/open_loop_mse_end", float(result["mse"][-1]), step)

@@ -3,6 +3,7 @@
     RUN_DIR/config.json  metrics.jsonl  resumes.jsonl  .lock      the run's own files
     RUN_DIR/checkpoints/ episodes/  tb/                            the run's own folders
     RUN_DIR/videos/  eval.json                                     outputs of predict/evaluate
+    RUN_DIR/train.log  sweep-attempts.jsonl                        planet sweep's, per run
 
 `planet train` checks a folder before it writes into it (`check_run_folder`): a config.json that
 is not a planet config is never overwritten, a folder holding other files is named in a warning,
@@ -55,7 +56,8 @@ def run_file_owner(path: str | Path) -> Path | None:
         if not is_run_folder(folder):
             continue
         parts = resolved.relative_to(folder).parts
-        if (len(parts) == 1 and parts[0] in OWN_FILES) or parts[0] in OWN_FOLDERS:
+        own_files = (*OWN_FILES, SWEEP_LOG_FILE, SWEEP_ATTEMPTS_FILE)
+        if (len(parts) == 1 and parts[0] in own_files) or parts[0] in OWN_FOLDERS:
             return folder
     return None
 
@@ -71,8 +73,8 @@ def refuse_run_files(outputs: list[tuple[str, Path]]) -> None:
         if owner is not None:
             raise TrainError(
                 f"{option} would write {path}, which belongs to the run in {owner} (its "
-                "config, metrics, checkpoints, episodes or TensorBoard events); choose another "
-                "path"
+                "config, metrics, checkpoints, episodes, TensorBoard events or sweep log); "
+                "choose another path"
             )
 
 

@@ -29,7 +29,7 @@ class Stream(IntEnum):
     TRAINING_EVAL_RNG = 10  # the torch RNG while evaluating during training (planner samples)
     IMAGES_RNG = 11  # the torch RNG while drawing the reconstruction strip
     EVALUATE_RNG = 102  # torch and numpy of `planet evaluate` (its planner samples)
-    BENCH_EVAL_RNG = 103  # torch and numpy of `planet bench-learning`'s evaluation number N
+    BENCH_EVAL_RNG = 103  # torch's RNG in `planet bench-learning`'s evaluation N (planner)
 
 
 def training_eval_index(episode: int, i: int) -> int:

@@ -151,7 +151,8 @@ def refuse_chunks_longer_than_episodes(config: Config, env) -> None:
     """A TrainError before any episode is collected when no episode of this env can hold one
     chunk (N agent steps are N + 1 rows); replay would only find out after the seed episodes."""
     rows = env.agent_steps_per_episode + 1
-    if config.train.chunk_length > rows:
+    fits_the_model = config.train.episodes > config.train.seed_episodes  # else no chunk is drawn
+    if fits_the_model and config.train.chunk_length > rows:
         env.close()
         raise TrainError(
             f"train.chunk_length={config.train.chunk_length} is longer than any episode of "
@@ -203,8 +204,8 @@ def stop_if_diverging(run: OpenRun, episode: int) -> None:
     if learner.nonfinite_in_a_row >= MAX_NONFINITE_IN_A_ROW:
         raise TrainError(
             f"{learner.nonfinite_in_a_row} updates in a row had a non-finite loss or "
-            f"gradient; stopping at episode {episode}: {last_checkpoint_line(run.run_dir)} "
-            "(intact). The learning rate is not a field a resume may change, so try a lower "
+            f"gradient; stopping at episode {episode}: {last_checkpoint_line(run.run_dir)}. "
+            "The learning rate is not a field a resume may change, so try a lower "
             "train.learning_rate (or train.grad_clip_norm) in a new --run-dir"
         )
 

@@ -145,3 +145,15 @@ def test_the_public_api_resolves_and_import_planet_stays_light():
         import planet
 
         planet.load_runs  # noqa: B018
+
+
+def test_names_and_config_are_readable_without_torch_or_gymnasium():
+    """planet bench on a GPU machine with PyTorch alone, and the command line's first check of
+    an env name, read planet.tasks, planet.errors and planet.config: none may pull in torch or
+    the envs."""
+    script = ("import sys, planet.tasks, planet.errors, planet.config\n"
+              "planet.tasks.parse_env_name('walker-walk')\n"
+              "print(sorted(m for m in ('torch', 'gymnasium', 'dm_control') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == "[]", result.stdout

@@ -273,7 +273,7 @@ def test_too_many_nonfinite_updates_stop_with_the_last_checkpoint_intact(tmp_pat
               fault_hook=poison)
     message = str(error.value)
     assert "6 updates in a row had a non-finite loss or gradient; stopping at episode 2" in message
-    assert "the last checkpoint is " in message and "episode_000002.pt (intact)" in message
+    assert "the last checkpoint is " in message and "episode_000002.pt. The learning" in message
     assert "in a new --run-dir" in message
     payload = load_checkpoint(list_checkpoints(run_dir / "checkpoints")[0])
     assert payload["episode"] == 2 and payload["nonfinite_updates"] == 4

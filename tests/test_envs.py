@@ -97,9 +97,26 @@ def test_names_are_checked_without_building_an_env(name, monkeypatch):
     monkeypatch.delenv("MUJOCO_GL", raising=False)
     with pytest.raises(EnvError, match="valid forms: a paper task"):
         check_env_name(name)
-    for good in ("cartpole-swingup", "dmc:walker-run", "toy:dot", "gym:Pendulum-v1"):
-        check_env_name(good)
     assert "MUJOCO_GL" not in os.environ  # the renderer is left for the runs to choose
+
+
+@pytest.mark.parametrize("name", [
+    "cartpole-swingup", "dmc:walker-run", "toy:dot", "gym:Pendulum-v1",
+    "gym:Pendulum",  # gym.make takes the newest version
+    "gym:gymnasium.envs.classic_control:Pendulum-v1",  # a module imported for its registration
+])
+def test_names_that_make_env_accepts_pass_the_check(name, monkeypatch):
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    check_env_name(name)
+    assert "MUJOCO_GL" not in os.environ
+
+
+def test_a_bad_mujoco_gl_fails_the_name_check_and_is_kept(monkeypatch):
+    # Not "unknown, so accept": every dm_control run of a sweep would fail in its worker.
+    monkeypatch.setenv("MUJOCO_GL", "foo")
+    with pytest.raises(EnvError, match="MUJOCO_GL='foo' is not a rendering backend"):
+        check_env_name("walker-run")
+    assert os.environ["MUJOCO_GL"] == "foo"
 
 
 def test_discrete_gym_env_is_refused():

@@ -274,7 +274,8 @@ def test_crashed_worker_is_retried_and_a_failing_run_is_reported(tmp_path: Path)
     reported), s2 raises an error meant for the user (reported without a retry)."""
     out = tmp_path / "faults"
     faults = "toy_dot/s0=kill-first-attempt;toy_dot/s1=always-fail;toy_dot/s2=user-error"
-    # Every CPU for each run (two on CI): one run at a time, each with that many torch threads.
+    # Two CPUs per run where the machine has two (one on a 1-CPU machine): each run gets that
+    # many torch threads.
     cpus = min(2, len(os.sched_getaffinity(0)))
     result = run_sweep(out, "--envs", "toy:dot", "--seeds", "0,1,2", "--episodes", "3",
                        "--retries", "1", "--cpus-per-run", str(cpus),

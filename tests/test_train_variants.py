@@ -43,7 +43,7 @@ def test_the_last_updates_device_work_is_billed_to_the_updates(tmp_path, monkeyp
     waits = []
 
     def slow_sync(device):
-        return lambda: (waits.append(device), time.sleep(0.3))
+        return lambda: (waits.append(device), time.sleep(2.0))
 
     monkeypatch.setattr(planet.train, "device_sync", slow_sync)
     config = make_config("smoke", {"env.name": "toy:dot", "env.symbolic": True,
@@ -51,6 +51,6 @@ def test_the_last_updates_device_work_is_billed_to_the_updates(tmp_path, monkeyp
     train(config, tmp_path / "run", progress=False, log=quiet)
     trained = read_metrics(tmp_path / "run")[-1]
     assert len(waits) == 1
-    assert trained["time_update"] >= 0.3 > trained["time_collect"]
+    assert trained["time_update"] >= 2.0 > trained["time_collect"]
     updates = config.train.collect_interval
     assert trained["time_per_update"] == pytest.approx(trained["time_update"] / updates)

@@ -13,6 +13,7 @@ Every env returned by `make_env` has:
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import gymnasium as gym
@@ -71,12 +72,26 @@ def check_env_name(name: str) -> None:
         if known_task(task) is False:
             raise unknown_task(task)
     if family == "gym":
-        try:
-            gym.spec(task)
-        except gym.error.NamespaceNotFound:
-            pass  # a plugin's namespace (dm_control/...) registers when gym.make imports it
-        except gym.error.Error as error:
-            raise EnvError(f"unknown Gymnasium env {task!r}: {error}; {VALID_FORMS}") from None
+        _check_gym_id(task)
+
+
+def _check_gym_id(env_id: str) -> None:
+    """The lookup gym.make does, without making the env: a 'module:Env-v0' id imports its
+    module, and an id without a version means the newest one registered."""
+    from gymnasium.envs.registration import find_highest_version, get_env_id, parse_env_id
+
+    module, _, name = env_id.rpartition(":")
+    try:
+        if module:
+            importlib.import_module(module)
+        namespace, base, version = parse_env_id(name)
+        if version is None and (newest := find_highest_version(namespace, base)) is not None:
+            name = get_env_id(namespace, base, newest)
+        gym.spec(name)
+    except gym.error.NamespaceNotFound:
+        pass  # a plugin's namespace (dm_control/...) registers when gym.make imports it
+    except (gym.error.Error, ImportError) as error:
+        raise EnvError(f"unknown Gymnasium env {env_id!r}: {error}; {VALID_FORMS}") from None
 
 
 def base_env(name: str, seed: int, image_size: int, symbolic: bool) -> tuple[gym.Env, int | None]:

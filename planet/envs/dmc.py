@@ -29,24 +29,34 @@ def unknown_task(name: str) -> Exception:
     return EnvError(f"unknown dm_control task {name!r}; {VALID_FORMS}")
 
 
+# What choose_gl_backend may set: known_task puts them back as they were.
+GL_VARIABLES = ("MUJOCO_GL", "PYOPENGL_PLATFORM")
+
+
 def known_task(name: str) -> bool | None:
-    """Whether dm_control's suite has `domain-task` (a malformed name is an EnvError), without
-    building it; None when dm_control cannot be imported here. MUJOCO_GL is left as it was: a
-    sweep driver that only checks names must not choose the renderer its workers inherit."""
+    """Whether dm_control's suite has `domain-task` (a malformed name, or a MUJOCO_GL the user
+    set that MuJoCo cannot use, is an EnvError), without building it; None when dm_control
+    cannot be imported here. The GL variables are left as they were: a sweep driver that only
+    checks names must not choose the renderer its workers inherit."""
     domain, task = split_task(name)
     if name in ACTION_REPEATS:
         return True
     from planet.envs.gl import choose_gl_backend
 
-    saved = os.environ.copy()
+    saved = {key: os.environ.get(key) for key in GL_VARIABLES}
     try:
-        choose_gl_backend(symbolic=True)  # quiet import: no GLFW probe on a headless machine
+        # A backend whose libraries exist, so that dm_control's import does not try GLFW (it
+        # still does when there is none).
+        choose_gl_backend(symbolic=True)
         suite, _ = import_dm_control()
-    except (ImportError, RuntimeError, EnvError):
+    except (ImportError, RuntimeError):
         return None
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return (domain, task) in suite.ALL_TASKS
 
 
