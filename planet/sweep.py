@@ -15,7 +15,8 @@ so every run is an ordinary run folder (evaluate, predict, plot and watch work o
 
 Where each run stands is in its run folder. Running the same command again skips finished runs
 and resumes the others from their last checkpoint; a different grid or config into the same
-folder is refused with the differences. Ray places the runs (a local Ray instance by default,
+folder is refused with the differences; every --envs name and config value is checked before
+sweep.json is written. Ray places the runs (a local Ray instance by default,
 an existing cluster with --address) and retries a run whose worker dies or raises an unexpected
 error up to --retries times. A run that fails with an error meant for the user (a refused
 config, a damaged run folder, a folder in use) fails at once, since a retry would meet it again.
