@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -241,12 +242,16 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch, capsys):
 
 
 class RunsCode:
-    """What a malicious checkpoint would hold: unpickling it calls os.system."""
+    """What a malicious checkpoint would hold: unpickling it calls os.system, which would
+    create `marker`."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
 
     def __reduce__(self):
         import os
 
-        return (os.system, ("echo planet-test-should-never-print",))
+        return (os.system, (f"touch {self.marker}",))
 
 
 def test_unsafe_checkpoint_is_refused_without_pytorchs_advice(tmp_path, capsys):
@@ -257,7 +262,8 @@ def test_unsafe_checkpoint_is_refused_without_pytorchs_advice(tmp_path, capsys):
 
     run_dir = make_run_dir(tmp_path)
     buffer = io.BytesIO()
-    torch.save({"model": RunsCode(), "episode": 1}, buffer)
+    marker = tmp_path / "the-payload-ran"
+    torch.save({"model": RunsCode(marker), "episode": 1}, buffer)
     data = buffer.getvalue()
     checkpoint = run_dir / "checkpoints" / "episode_000001.pt"
     checkpoint.write_bytes(MAGIC + hashlib.sha256(data).digest() + data)
@@ -266,6 +272,7 @@ def test_unsafe_checkpoint_is_refused_without_pytorchs_advice(tmp_path, capsys):
     assert f"checkpoint {checkpoint} holds code or objects (posix.system) that planet never " \
            "writes, so it was refused unread; do not load files from untrusted sources" in line
     assert "weights_only" not in line and "succeed" not in line
+    assert not marker.exists()  # refused unread: the payload never ran
 
 
 def test_no_usable_checkpoint_error_says_each_thing_once(tmp_path, capsys):

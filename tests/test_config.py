@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -7,6 +8,7 @@ from planet.config import (
     PRESETS,
     Config,
     ConfigError,
+    MachineConfig,
     apply_overrides,
     field_docs,
     make_config,
@@ -218,7 +220,8 @@ def test_machine_switches_may_change_on_resume():
     from planet.resume import RESUMABLE_FIELDS, check_resume_config
 
     machine = [name for name, *_ in field_docs() if name.startswith("machine.")]
-    assert len(machine) == 6 and set(machine) <= RESUMABLE_FIELDS
+    assert machine and set(machine) <= RESUMABLE_FIELDS
+    assert len(machine) == len(dataclasses.fields(MachineConfig))  # each switch documented
     saved = make_config("cpu")
     requested = make_config("cpu", {"machine.fast_deconv": "false",
                                     "machine.compile_planner": "false",

@@ -85,6 +85,13 @@ def test_toy_env_rewards_the_centre():
     assert reward > -np.linalg.norm(position)  # moving towards the centre pays
 
 
+def unset(monkeypatch, name: str) -> None:
+    """Unset `name` for this test only. monkeypatch.delenv of a variable that is not set
+    records nothing, so a value the code sets during the test would outlive it."""
+    monkeypatch.setenv(name, "")
+    monkeypatch.delenv(name)
+
+
 @pytest.mark.parametrize("name", ["cartpole-swingupp", "dmc:nothing", "atari:Pong", "gym:"])
 def test_unknown_names_list_the_valid_forms(name):
     with pytest.raises(EnvError, match="valid forms: a paper task"):
@@ -94,7 +101,7 @@ def test_unknown_names_list_the_valid_forms(name):
 @pytest.mark.parametrize("name", ["cartpole-swingupp", "dmc:nothing", "atari:Pong", "gym:",
                                   "walker-runn", "toy:dott", "gym:Pendulum-v9"])
 def test_names_are_checked_without_building_an_env(name, monkeypatch):
-    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    unset(monkeypatch, "MUJOCO_GL")
     with pytest.raises(EnvError, match="valid forms: a paper task"):
         check_env_name(name)
     assert "MUJOCO_GL" not in os.environ  # the renderer is left for the runs to choose
@@ -106,7 +113,7 @@ def test_names_are_checked_without_building_an_env(name, monkeypatch):
     "gym:gymnasium.envs.classic_control:Pendulum-v1",  # a module imported for its registration
 ])
 def test_names_that_make_env_accepts_pass_the_check(name, monkeypatch):
-    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    unset(monkeypatch, "MUJOCO_GL")
     check_env_name(name)
     assert "MUJOCO_GL" not in os.environ
 
@@ -128,7 +135,7 @@ def test_missing_gl_libraries_name_the_packages_to_install(monkeypatch):
     import planet.envs.gl as gl
 
     monkeypatch.setattr(gl, "_has_library", lambda name: False)
-    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    unset(monkeypatch, "MUJOCO_GL")
     monkeypatch.delenv("DISPLAY", raising=False)
     with pytest.raises(EnvError, match="apt-get install -y libegl1 libopengl0"):
         make_env("cartpole-swingup")
@@ -185,7 +192,7 @@ def test_a_users_mujoco_gl_is_kept_in_the_spelling_dm_control_reads(monkeypatch,
     from planet.envs.gl import choose_gl_backend
 
     monkeypatch.setenv("MUJOCO_GL", value)
-    monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
+    unset(monkeypatch, "PYOPENGL_PLATFORM")
     assert choose_gl_backend(symbolic) == expected
     assert os.environ["MUJOCO_GL"] == expected
     assert os.environ.get("PYOPENGL_PLATFORM") == (expected if expected in ("egl", "osmesa")
@@ -199,8 +206,8 @@ def test_a_users_mujoco_gl_is_kept_in_the_spelling_dm_control_reads(monkeypatch,
 def test_without_mujoco_gl_egl_comes_before_osmesa_and_a_display(monkeypatch):
     import planet.envs.gl as gl
 
-    monkeypatch.delenv("MUJOCO_GL", raising=False)
-    monkeypatch.delenv("PYOPENGL_PLATFORM", raising=False)
+    unset(monkeypatch, "MUJOCO_GL")
+    unset(monkeypatch, "PYOPENGL_PLATFORM")
     monkeypatch.setenv("DISPLAY", ":0")
     monkeypatch.setattr(gl, "_has_library", lambda name: True)
     assert gl.choose_gl_backend() == "egl" and os.environ["PYOPENGL_PLATFORM"] == "egl"

@@ -64,7 +64,7 @@ def test_open_loop_matches_a_direct_computation(smoke_run):
 
 
 def test_context_error_is_below_the_open_loop_error_at_the_end(toy_run):
-    """After 360 updates on toy:dot the filtered posterior reconstructs the dot where it is,
+    """After 540 updates on toy:dot the filtered posterior reconstructs the dot where it is,
     while the prior rolled open loop for 25 steps drifts from it. Measured on the three
     random-action seed episodes (planned episodes park the dot in the centre, which is easy
     to predict open loop too): context MSE about 0.015, last five open-loop steps about 0.06.

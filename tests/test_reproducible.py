@@ -1,4 +1,5 @@
-"""`planet evaluate --seed S` and `planet predict --seed S` give the same numbers every time."""
+"""`planet evaluate --seed S` and `planet predict --seed S` give the same numbers every time, and
+training does not depend on how often it evaluates or logs images."""
 
 from __future__ import annotations
 
@@ -47,3 +48,34 @@ def test_a_negative_seed_is_one_line(tiny_run, capsys, command):
     assert cli.main([command, str(tiny_run), "--seed", "-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"planet {command}: error: --seed must be in 0 .. 2**32 - 1, got -1"]
+
+
+def test_evaluations_and_images_do_not_change_training(tmp_path):
+    """What lets a resume change train.test_interval and image_log_interval: evaluating and
+    logging images draw from their own random streams, so the collected episodes, the losses
+    and the weights are the same with them as without."""
+    import torch
+    from conftest import TINY_OVERRIDES, train_on_one_thread
+
+    from planet.checkpoint import load_checkpoint
+    from planet.config import make_config
+    from planet.logging import read_metrics
+
+    runs = {}
+    for name, interval in (("quiet", 0), ("busy", 1)):
+        config = make_config("smoke", {**TINY_OVERRIDES, "train.episodes": 4,
+                                       "train.test_interval": interval,
+                                       "train.image_log_interval": interval})
+        train_on_one_thread(config, tmp_path / name)
+        runs[name] = read_metrics(tmp_path / name)
+
+    def training_fields(record: dict) -> dict:
+        return {key: value for key, value in record.items()
+                if not key.startswith(("eval_", "time_")) and key != "wall_time"}
+
+    assert any("eval_return" in record for record in runs["busy"])  # it did evaluate
+    assert [training_fields(r) for r in runs["busy"]] == [training_fields(r)
+                                                          for r in runs["quiet"]]
+    weights = [load_checkpoint(tmp_path / name / "checkpoints" / "episode_000004.pt")["model"]
+               for name in ("quiet", "busy")]
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])

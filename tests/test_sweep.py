@@ -169,16 +169,16 @@ def test_sweep_rerun_of_a_finished_sweep_starts_nothing(finished_sweep: Path):
 
 
 def test_report_numbers_equal_the_runs_metrics(finished_sweep: Path, tmp_path: Path):
-    # Each run: episode 0 random, evaluations after episodes 1 and 2; ask at both of them.
+    # Each run: episode 0 random, evaluations after episodes 1 and 2; ask at both of them, for
+    # both tasks (their episodes differ in length, so each task's steps are its own).
     steps_of = {}
-    for name in ["toy_dot/s0", "cartpole-swingup/s0"]:
+    for task, folder in (("toy:dot", "toy_dot"), ("cartpole-swingup", "cartpole-swingup")):
         records = [json.loads(line) for line in
-                   (finished_sweep / name / "metrics.jsonl").read_text().splitlines()]
-        steps_of[name] = [r["env_steps"] for r in records if "eval_return" in r]
-    toy_first, toy_last = steps_of["toy_dot/s0"]
+                   (finished_sweep / folder / "s0" / "metrics.jsonl").read_text().splitlines()]
+        steps_of[task] = [r["env_steps"] for r in records if "eval_return" in r]
+    asked = ",".join(map(str, sorted({*steps_of["toy:dot"], *steps_of["cartpole-swingup"]})))
     out = tmp_path / "report"
-    code = cli.main(["report", str(finished_sweep), "--at-env-steps",
-                     f"{toy_first},{toy_last}", "--out", str(out)])
+    code = cli.main(["report", str(finished_sweep), "--at-env-steps", asked, "--out", str(out)])
     assert code == 0
     report = json.loads(out.with_suffix(".json").read_text())
     rows = {row["task"]: row for row in report["groups"]}
@@ -190,7 +190,7 @@ def test_report_numbers_equal_the_runs_metrics(finished_sweep: Path, tmp_path: P
         assert len(random_returns) == 2  # one seed episode per run
         assert rows[task]["random_policy"]["mean"] == pytest.approx(np.mean(random_returns))
         assert rows[task]["random_policy"]["std"] == pytest.approx(np.std(random_returns))
-        for steps in (toy_first, toy_last):
+        for steps in map(int, asked.split(",")):
             expected = []
             for seed in (0, 1):
                 records = [json.loads(line) for line in (finished_sweep / f"{folder}/s{seed}" /
@@ -203,6 +203,8 @@ def test_report_numbers_equal_the_runs_metrics(finished_sweep: Path, tmp_path: P
                     expected.append(evals[-1])
             cell = rows[task]["at"][str(steps)]
             assert cell["seeds"] == len(expected)
+            if steps in steps_of[task]:
+                assert len(expected) == 2, (task, steps)  # both seeds evaluated there
             if expected:
                 assert cell["mean"] == pytest.approx(np.mean(expected))
                 assert cell["std"] == pytest.approx(np.std(expected))
@@ -213,8 +215,7 @@ def test_report_numbers_equal_the_runs_metrics(finished_sweep: Path, tmp_path: P
     sweep = json.loads((finished_sweep / "sweep.json").read_text())["command"]
     assert report["commands"]["sweep"] == sweep
     assert report["commands"]["report"] == [
-        "planet", "report", str(finished_sweep), "--at-env-steps", f"{toy_first},{toy_last}",
-        "--out", str(out)]
+        "planet", "report", str(finished_sweep), "--at-env-steps", asked, "--out", str(out)]
     assert text.startswith(f"# Report: {finished_sweep.name}\n")
     assert shlex.join(sweep) in text and shlex.join(report["commands"]["report"]) in text
 
