@@ -95,3 +95,51 @@ def test_evaluation_is_noise_free_and_each_test_env_gets_its_own_seed(monkeypatc
     returns = [float(episode["reward"].sum()) for episode in kept]
     assert after_4["eval_return"] == pytest.approx(np.mean(returns))
     assert after_4["eval_return_std"] == pytest.approx(np.std(returns))
+
+
+class EndsAfter:
+    """A stub env that terminates after `length` steps: obs [t, seed], reward t at step t."""
+
+    def __init__(self, length: int):
+        import gymnasium as gym
+
+        self.length = length
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, seed: int):
+        self.t, self.seed = 0, seed
+        return np.array([0.0, seed], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = np.array([self.t, self.seed], np.float32)
+        return obs, float(self.t), self.t >= self.length, False, {}
+
+
+class CountingAgent:
+    """Acts a = call number / 10 for every env, and records each batch it is asked about."""
+
+    def __init__(self):
+        self.batches = []
+
+    def reset(self, num_envs: int) -> None:
+        self.num_envs = num_envs
+
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        self.batches.append(obs.copy())
+        return np.full((self.num_envs, 1), len(self.batches) / 10, np.float32)
+
+
+def test_envs_of_a_batch_that_end_at_different_steps_keep_their_own_rows():
+    agent = CountingAgent()
+    short, long = episodes.run_episodes([EndsAfter(3), EndsAfter(5)], agent, [7, 8],
+                                        explore=False)
+    assert [len(short["obs"]), len(long["obs"])] == [4, 6]  # N + 1 rows
+    assert short["reward"].tolist() == [0, 1, 2, 3] and long["reward"].tolist() == [0, 1, 2, 3,
+                                                                                      4, 5]
+    # Row t holds the action that led to obs[t]: the t-th call's action.
+    assert np.allclose(long["action"][:, 0], [0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    assert np.allclose(short["action"][:, 0], [0, 0.1, 0.2, 0.3])
+    assert [obs[1] for obs in long["obs"]] == [8] * 6  # each env kept its own observations
+    # The agent still plans for the ended env (one batch shape), on its last observation.
+    assert len(agent.batches) == 5 and agent.batches[4][0].tolist() == [3, 7]
