@@ -193,3 +193,40 @@ def test_losses_as_floats_are_each_terms_value_with_the_extra_scalars_last():
                       "grad_norm": float(grad_norm)}
     assert all(type(value) is float for value in floats.values())
     assert losses.as_floats() == {name: float(torch.tensor(v)) for name, v in terms.items()}
+
+
+def test_an_update_reports_the_unclipped_norm_and_steps_with_the_clipped_gradient(device):
+    """Learner.update: Adam with the config's learning rate and eps; grad_norm is the norm
+    before clipping; the step uses the gradient clipped to train.grad_clip_norm (Adam divides
+    by the gradient's own scale, so a clip far below eps all but stops the step)."""
+    import numpy as np
+
+    from planet.bench import BenchPath, random_replay
+    from planet.config import make_config
+
+    def moved_after_one_update(clip: float) -> tuple[float, float, float]:
+        config = make_config("smoke", {"train.learning_rate": 1e-3, "train.adam_eps": 1e-4,
+                                       "train.grad_clip_norm": clip})
+        torch.manual_seed(1)  # the same initial weights for both clips
+        path = BenchPath(config, 1, device, None)
+        (group,) = path.learner.optimizer.param_groups
+        assert (group["lr"], group["eps"]) == (1e-3, 1e-4)
+        chunks = random_replay(config, 1, seed=0).sample(
+            config.train.batch_size, config.train.chunk_length, np.random.default_rng(0))
+        torch.manual_seed(0)  # the dequantisation noise and the posterior samples
+        path.learner.compute_losses(*path.learner.to_device(chunks)).total.backward()
+        by_hand = torch.linalg.vector_norm(torch.stack(
+            [p.grad.float().norm() for p in path.model.parameters() if p.grad is not None]))
+        before = [p.detach().clone() for p in path.model.parameters()]
+        torch.manual_seed(0)
+        metrics = path.learner.update(chunks)
+        moved = max((p.detach() - b).abs().max().item()
+                    for p, b in zip(path.model.parameters(), before, strict=True))
+        return metrics["grad_norm"], by_hand.item(), moved
+
+    reported, by_hand, moved = moved_after_one_update(clip=1000.0)
+    assert reported == pytest.approx(by_hand, rel=1e-4) and reported > 1e-3
+    assert moved == pytest.approx(1e-3, rel=0.05)  # Adam's first step: lr per weight, at most
+    reported_clipped, _, moved_clipped = moved_after_one_update(clip=1e-9)
+    assert reported_clipped == pytest.approx(reported, rel=1e-4)  # reported before clipping
+    assert moved_clipped < 1e-6
