@@ -11,8 +11,8 @@ import pytest
 from planet.cli import main
 from planet.learning_bench import default_out
 
-# Two evaluations must fit the 9 s budget: one thread (conftest.one_thread) and 200-step
-# episodes keep an episode to a second or two on a busy 2-core machine.
+# One thread (conftest.one_thread) and 200-step episodes keep an episode to a second or two on a
+# busy 2-core machine; when the evaluations fall is tested on a made-up clock below.
 pytestmark = pytest.mark.usefixtures("one_thread")
 EPISODE_STEPS = 200
 
@@ -26,7 +26,7 @@ def test_short_learning_benchmark_writes_json_and_curve(tmp_path, capsys):
     assert code == 0
     summary = json.loads((out / "learning.json").read_text())
     points = summary["points"]
-    assert len(points) >= 2
+    assert len(points) >= 1  # how many fit the budget depends on the machine's speed
     minutes = [p["train_minutes"] for p in points]
     assert minutes == sorted(minutes) and minutes[-1] >= 0.15
     assert all(len(p["eval_returns"]) == 2 for p in points)
@@ -65,3 +65,29 @@ def test_the_default_folder_is_one_folder_for_any_env_name_and_presets():
     assert default_out("gym:dm_control/cartpole-swingup-v0", "cpu,fast", 3).parts == (
         "runs", "learning", "gym_dm_control_cartpole-swingup-v0-cpu+fast-s3")
     assert default_out("cartpole-swingup", "smoke", 0).name == "cartpole-swingup-smoke-s0"
+
+
+def test_evaluations_fall_on_multiples_of_the_interval_in_training_time():
+    """TimedEvaluations on made-up episodes: every 10 s of training time, and at the end of a
+    35 s budget; the evaluations' own time (3 s each here) is not training time."""
+    from planet.learning_bench import TimedEvaluations
+
+    clock = {"spent": 0.0}
+    timed = TimedEvaluations(config=None, budget_s=35, interval_s=10, episodes=2)
+
+    def evaluate(record, components, train_seconds):
+        timed.eval_seconds += 3.0  # what evaluating costs; the real one measures it
+        return {"train_seconds": train_seconds, "episode": record["episode"]}
+
+    timed.evaluate = evaluate
+    stops = []
+    for episode in range(20):
+        clock["spent"] += 4.0  # each episode trains for 4 s of wall time
+        wall_time = clock["spent"] + timed.eval_seconds
+        stops.append(timed({"episode": episode, "wall_time": wall_time}, None))
+        if stops[-1]:
+            break
+    # Training seconds 4, 8, 12 (past 10: evaluate), ..., 20 (evaluate), ..., 32 (past 30),
+    # 36 (past the 35 s budget: evaluate and stop).
+    assert [point["train_seconds"] for point in timed.points] == [12.0, 20.0, 32.0, 36.0]
+    assert stops == [False] * 8 + [True]
