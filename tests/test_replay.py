@@ -94,3 +94,17 @@ def test_episode_files_are_listed_by_number_past_six_digits(tmp_path):
         (tmp_path / name).write_bytes(b"")
     assert [path.name for path in list_episode_files(tmp_path)] == [
         "000002_5.npz", "999999_5.npz", "1000000_5.npz"]
+
+
+def test_a_folder_with_a_gap_or_a_misnamed_episode_is_refused_on_load(tmp_path):
+    replay = EpisodeReplay(tmp_path)
+    for index in range(3):
+        replay.add(make_episode(index, 6))
+    (tmp_path / "000001_6.npz").rename(tmp_path / "000001_5.npz")  # the name lies
+    with pytest.raises(ReplayError, match="000001_5.npz holds 6 steps, but its name says 5; "
+                                          "the file is damaged"):
+        EpisodeReplay.load(tmp_path)
+    (tmp_path / "000001_5.npz").unlink()  # a gap
+    with pytest.raises(ReplayError, match="not contiguous: expected index 1, found 000002_6.npz"):
+        EpisodeReplay.load(tmp_path)
+    assert len(EpisodeReplay.load(tmp_path, limit=1)) == 1  # what a checkpoint needs is there

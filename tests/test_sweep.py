@@ -341,6 +341,11 @@ def test_bad_sweep_input_is_one_line(tmp_path: Path, capsys):
         ("--envs", "toy:dot,cartpole-swingupp"): "unknown dm_control task 'cartpole-swingupp'",
         ("--envs", "cartpole-swingup,walker-run,toy:dott"): "unknown toy env 'dott'",
         ("--envs", "gym:Pendulum-v9"): "unknown Gymnasium env 'Pendulum-v9'",
+        ("--envs", "toy:dot,toy:dot"): "--envs lists a value twice: toy:dot,toy:dot",
+        ("--envs", "toy:dot", "--seeds", ","): "--seeds is empty",
+        ("--envs", "toy:dot", "--grid", "planner.candidates"): "--grid expects section.field=V1",
+        ("--envs", "toy:dot", "--grid", "planner.candidates=1", "--grid",
+         "planner.candidates=2"): "--grid names planner.candidates twice",
     }
     for args, expected in cases.items():
         assert cli.main([*base, *args]) == 2, args
@@ -469,6 +474,24 @@ def test_report_without_a_sweep_tells_presets_and_set_fields_apart(tmp_path):
     shutil.rmtree(tmp_path / "walker-walk" / "paper-s0")
     write_run(tmp_path / "finger" / "s0", "finger-spin", 10, {10_000: 5.0}, 10_000)
     assert {run.grid for run in load_runs(tmp_path)} == {""}
+
+
+def test_bad_report_input_is_one_line(tmp_path, capsys):
+    write_run(tmp_path / "runs" / "a", "walker-walk", 10, {10_000: 5.0}, 10_000)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a-file").write_text("")
+    runs = str(tmp_path / "runs")
+    cases = {
+        (runs, "--at-env-steps", "10k"): "--at-env-steps must be integers, got '10k'",
+        (runs, "--at-env-steps", "0,5000"): "--at-env-steps must be positive integers",
+        (str(tmp_path / "a-file"),): "a-file is not a folder",
+        (str(tmp_path / "empty"),): "empty holds no runs (no sweep.json and no config.json",
+    }
+    for args, expected in cases.items():
+        assert cli.main(["report", *args]) == 2, args
+        error = capsys.readouterr().err
+        assert expected in error and len(error.strip().splitlines()) == 1, error
+    assert not list((tmp_path / "empty").iterdir())  # nothing written for a refused report
 
 
 def test_report_out_must_name_a_file(tmp_path, capsys):
