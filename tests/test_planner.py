@@ -111,12 +111,24 @@ def test_same_seed_same_plan_and_a_batch_plans_like_single_envs_within_cem_noise
         assert torch.allclose(single[0], first[index], atol=0.15)
 
 
-def test_smallest_settings_still_plan_finite_actions():
+def test_smallest_settings_still_plan_and_mean_what_they_say():
     """Horizon 1, one iteration, and refits on one candidate (K = 1: the std over one sample
     is 0, not NaN) or on all of them (K = J)."""
-    belief, state = start([[0.3, -0.2]], "cpu")
-    for overrides in ({"horizon": 1}, {"iterations": 1}, {"top_candidates": 1},
-                      {"top_candidates": 400}):
+    target = torch.tensor([[0.3, -0.2]])
+    belief, state = start(target.tolist(), "cpu")
+
+    def plan(**overrides) -> torch.Tensor:
         action = make_planner(**overrides)(belief, state, seeded("cpu", 0))
         assert action.shape == (1, ACTION_SIZE), overrides
         assert torch.isfinite(action).all() and action.abs().max() <= 1, overrides
+        return action
+
+    # One step to plan: the quadratic's maximiser, the target itself.
+    assert torch.allclose(plan(horizon=1), target, atol=0.01)
+    # One refit to the best 40 of 400 sequences already moves the mean towards the target.
+    assert (plan(iterations=1) - target).norm() < target.norm()
+    # K = 1: the mean jumps to the best first sample and the std to 0, so later iterations
+    # sample only that sequence: the plan is the first iteration's.
+    assert torch.equal(plan(top_candidates=1), plan(top_candidates=1, iterations=1))
+    # K = J: each refit is the sample mean of all candidates, which stays near the start (0).
+    assert plan(top_candidates=400).norm() < 0.2
