@@ -29,16 +29,14 @@ OWN_FOLDERS = ("checkpoints", "episodes", "tb")
 OUTPUT_NAMES = ("videos", "eval.json")
 # What `planet sweep` keeps in each run folder beside the run's own files.
 SWEEP_LOG_FILE, SWEEP_ATTEMPTS_FILE = "train.log", "sweep-attempts.jsonl"
+SWEEP_FILES = (SWEEP_LOG_FILE, SWEEP_ATTEMPTS_FILE)
 
 
 def load_run_config(run_dir: str | Path) -> Config:
     """The run's resolved config (config.json); a missing run folder, or a missing or damaged
     config, is a TrainError."""
-    if not Path(run_dir).is_dir():
-        raise TrainError(f"run dir {run_dir} does not exist")
+    require_run_folder(run_dir)
     path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise TrainError(f"{run_dir} is not a run dir: {path.name} not found")
     try:
         return Config.load(path)
     except (ValueError, AttributeError, TypeError) as error:  # bad JSON, field or shape
@@ -49,6 +47,14 @@ def is_run_folder(path: Path) -> bool:
     return (path / "config.json").is_file()
 
 
+def require_run_folder(run_dir: str | Path) -> None:
+    """A TrainError unless `run_dir` is a folder with a config.json."""
+    if not Path(run_dir).is_dir():
+        raise TrainError(f"run dir {run_dir} does not exist")
+    if not is_run_folder(Path(run_dir)):
+        raise TrainError(f"{run_dir} is not a run dir: config.json not found")
+
+
 def run_file_owner(path: str | Path) -> Path | None:
     """The run folder `path` is one of the own files of (config.json, checkpoints/...), or None."""
     resolved = Path(path).resolve()
@@ -56,8 +62,7 @@ def run_file_owner(path: str | Path) -> Path | None:
         if not is_run_folder(folder):
             continue
         parts = resolved.relative_to(folder).parts
-        own_files = (*OWN_FILES, SWEEP_LOG_FILE, SWEEP_ATTEMPTS_FILE)
-        if (len(parts) == 1 and parts[0] in own_files) or parts[0] in OWN_FOLDERS:
+        if (len(parts) == 1 and parts[0] in OWN_FILES + SWEEP_FILES) or parts[0] in OWN_FOLDERS:
             return folder
     return None
 
@@ -83,10 +88,7 @@ def guard_outputs(run_dir: Path, outputs: list[tuple[str, Path]], command: str):
     """For a command that reads `run_dir` and writes `outputs`: refuse outputs that are a run's
     own files, and hold run_dir's lock while writing when any output lies inside it (so it
     waits for no one and blocks no one when it writes elsewhere)."""
-    if not run_dir.is_dir():
-        raise TrainError(f"run dir {run_dir} does not exist")
-    if not is_run_folder(run_dir):  # before the outputs: they would be judged against another run
-        raise TrainError(f"{run_dir} is not a run dir: config.json not found")
+    require_run_folder(run_dir)  # before the outputs: they would be judged against another run
     refuse_run_files(outputs)
     inside = [option for option, path in outputs
               if run_dir.resolve() in path.resolve().parents]
@@ -125,7 +127,7 @@ def check_run_folder(run_dir: Path, log) -> None:
 
 
 def _planet_named(path: Path) -> bool:
-    known = (*OWN_FILES, *OWN_FOLDERS, *OUTPUT_NAMES, SWEEP_LOG_FILE, SWEEP_ATTEMPTS_FILE)
+    known = OWN_FILES + OWN_FOLDERS + OUTPUT_NAMES + SWEEP_FILES
     return path.name in known or is_temporary_file(path)
 
 
