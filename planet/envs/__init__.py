@@ -64,8 +64,8 @@ def check_env_name(name: str) -> None:
     env's name, a Gymnasium id's registration, a dm_control task's existence (when dm_control
     imports here). `planet sweep` checks every --envs entry so before it writes anything."""
     family, task = parse_env_name(name)
-    if family == "toy" and task != "dot":
-        raise EnvError(f"unknown toy env {task!r}; {VALID_FORMS}")
+    if family == "toy":
+        _check_toy_name(task)
     if family == "dmc":
         from planet.envs.dmc import known_task, unknown_task
 
@@ -73,6 +73,11 @@ def check_env_name(name: str) -> None:
             raise unknown_task(task)
     if family == "gym":
         _check_gym_id(task)
+
+
+def _check_toy_name(task: str) -> None:
+    if task != "dot":
+        raise EnvError(f"unknown toy env {task!r}; {VALID_FORMS}")
 
 
 def _check_gym_id(env_id: str) -> None:
@@ -103,8 +108,7 @@ def base_env(name: str, seed: int, image_size: int, symbolic: bool) -> tuple[gym
 
         return make_dmc_env(task, seed, image_size, symbolic), None
     if family == "toy":
-        if task != "dot":
-            raise EnvError(f"unknown toy env {task!r}; {VALID_FORMS}")
+        _check_toy_name(task)
         env = DotEnv(size=image_size)
         return env, env.episode_steps
     env = _make_gym_env(task, symbolic)
