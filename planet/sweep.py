@@ -56,7 +56,6 @@ from planet.run_files import SWEEP_ATTEMPTS_FILE, SWEEP_LOG_FILE
 from planet.tasks import env_folder_name
 
 SWEEP_FILE = "sweep.json"
-ATTEMPTS_FILE, LOG_FILE = SWEEP_ATTEMPTS_FILE, SWEEP_LOG_FILE
 # Variables read at import time (MuJoCo's GL backend) or by the crash tests: passed to workers.
 FORWARDED_ENV = ("MUJOCO_GL", "PYOPENGL_PLATFORM", "MUJOCO_EGL_DEVICE_ID", "PLANET_TEST_")
 # A retried run may start while the killed attempt's process is still exiting: wait this long
@@ -246,11 +245,11 @@ def last_metrics(run_dir: Path) -> dict[str, Any]:
 
 
 def read_attempts(run_dir: Path) -> list[dict[str, Any]]:
-    return read_json_lines(run_dir / ATTEMPTS_FILE)
+    return read_json_lines(run_dir / SWEEP_ATTEMPTS_FILE)
 
 
 def append_attempt(run_dir: Path, event: dict[str, Any]) -> None:
-    with open(run_dir / ATTEMPTS_FILE, "a") as handle:
+    with open(run_dir / SWEEP_ATTEMPTS_FILE, "a") as handle:
         handle.write(json.dumps(event) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
@@ -278,7 +277,7 @@ def train_one(run_dir: str, config_data: dict[str, Any], cpus: int, session: str
                             "host": socket.gethostname(), "pid": os.getpid(),
                             "torch_threads": torch.get_num_threads(), "node": _ray_node_id(),
                             "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    redirect_output(folder / LOG_FILE)
+    redirect_output(folder / SWEEP_LOG_FILE)
     print(f"--- attempt {attempt} on {socket.gethostname()} (pid {os.getpid()}), "
           f"{time.strftime('%Y-%m-%dT%H:%M:%S')}, {cpus} CPU thread(s)", flush=True)
     try:
@@ -645,6 +644,7 @@ def run_plan(out: Path, plan: dict[str, RunSpec], args: argparse.Namespace) -> i
     done = sum(status.state == "done" for status in statuses.values())
     print(f"sweep {out}: {done} of {len(statuses)} runs done, {len(failed)} failed")
     for status in failed:
-        print(f"  failed: {status.name}: {status.error} (log: {out / status.name / LOG_FILE})")
+        log = out / status.name / SWEEP_LOG_FILE
+        print(f"  failed: {status.name}: {status.error} (log: {log})")
     print(f"next: planet report {out}")
     return 1 if failed else 0

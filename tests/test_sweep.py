@@ -33,10 +33,9 @@ from planet.report import (
     summarise,
     value_at,
 )
+from planet.run_files import SWEEP_ATTEMPTS_FILE, SWEEP_LOG_FILE
 from planet.run_lock import hold_run_dir
 from planet.sweep import (
-    ATTEMPTS_FILE,
-    LOG_FILE,
     RAY_TOKEN_SETUP_LOGGER,
     LiveView,
     RunStatus,
@@ -77,7 +76,7 @@ def episodes_logged(run_dir: Path) -> list[int]:
 
 
 def attempts(run_dir: Path, event: str = "start") -> list[dict]:
-    lines = (run_dir / ATTEMPTS_FILE).read_text().splitlines()
+    lines = (run_dir / SWEEP_ATTEMPTS_FILE).read_text().splitlines()
     return [e for e in map(json.loads, lines) if e["event"] == event]
 
 
@@ -105,7 +104,7 @@ def test_sweep_trains_every_point_once(finished_sweep: Path):
         assert len(attempts(run_dir)) == 1
         start = attempts(run_dir)[0]
         assert start["torch_threads"] == 1  # --cpus-per-run default
-        log = (run_dir / LOG_FILE).read_text()  # the run's own log
+        log = (run_dir / SWEEP_LOG_FILE).read_text()  # the run's own log
         assert "training" in log and log.splitlines()[-1].startswith("done: 3 episodes, ")
         assert "not a planet run folder" not in log  # train.log and the attempts are the sweep's
 
@@ -288,7 +287,7 @@ def test_crashed_worker_is_retried_and_a_failing_run_is_reported(tmp_path: Path)
     assert "toy_dot/s1" in failed[0] and "RuntimeError: injected failure" in failed[0]
     assert "toy_dot/s2" in failed[1] and "TrainError: injected user error" in failed[1]
     assert [end["outcome"] for end in attempts(out / "toy_dot" / "s2", "end")] == ["error"]
-    assert "planet train: error: injected user error" in (out / "toy_dot" / "s2" / LOG_FILE
+    assert "planet train: error: injected user error" in (out / "toy_dot" / "s2" / SWEEP_LOG_FILE
                                                            ).read_text()
     killed = out / "toy_dot" / "s0"
     assert [a["attempt"] for a in attempts(killed)] == [1, 2]
