@@ -186,9 +186,8 @@ def command_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         from planet.checkpoint import last_checkpoint_line
 
-        print(f"planet train: interrupted; {last_checkpoint_line(run_dir)}. Continue with: "
-              f"planet train --resume {run_dir}", file=sys.stderr)
-        return 130
+        return interrupted(f"planet train: interrupted; {last_checkpoint_line(run_dir)}. "
+                           f"Continue with: planet train --resume {run_dir}")
     last = summary["last"]
     if last:
         print(
@@ -214,6 +213,16 @@ def command_presets(args: argparse.Namespace) -> int:
 COMMANDS = {"train": command_train, "presets": command_presets}
 
 
+def interrupted(message: str) -> int:
+    """Ctrl-C's answer: `message` on stderr, exit status 130. What the interrupt cut off half
+    built (dm_control's rendering context, made while an env is) fails in its __del__ when it is
+    freed, and Python would print that as "Exception ignored in ..." with a traceback; the
+    process only exits from here on, so those reports are dropped."""
+    sys.unraisablehook = lambda unraisable: None
+    print(message, file=sys.stderr)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run `planet ARGV`; returns the exit status (2: bad input, 130: Ctrl-C)."""
     try:
@@ -221,8 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         # Ctrl-C before the command started: building the parser and importing the error
         # types imports torch, which takes a second or more.
-        print("planet: interrupted", file=sys.stderr)
-        return 130
+        return interrupted("planet: interrupted")
 
 
 def _parse_and_run(argv: list[str] | None) -> int:
@@ -246,8 +254,7 @@ def _parse_and_run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         # train and sweep say where their runs stand themselves; the other commands only read
         # a run (or write their own outputs), so there is nothing to keep or resume.
-        print(f"planet {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return interrupted(f"planet {args.command}: interrupted")
     except OSError as error:
         if args.debug:
             raise

@@ -141,6 +141,7 @@ def test_ctrl_c_in_train_names_the_checkpoint_and_the_resume_command(tmp_path, m
         raise KeyboardInterrupt
 
     monkeypatch.setattr(planet.train, "train", interrupted)
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)  # main sets its own on Ctrl-C
     assert cli.main([*argv[:-3], "--episodes", "2", "--run-dir", str(run_dir)]) == 130
     error = capsys.readouterr().err.strip().splitlines()
     assert error == [f"planet train: interrupted; the last checkpoint is {run_dir}/checkpoints/"

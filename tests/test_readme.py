@@ -7,7 +7,8 @@ commands use the run folders that earlier ones wrote (`runs/cartpole-swingup/cpu
 
 A command passes when it exits 0 within its budget, or when it is still running at the end of
 its budget without an error in its output; it is then stopped as a user would stop it (SIGINT,
-then SIGKILL of its process group after STOP_GRACE seconds). Training for hours or timing a
+then SIGKILL of its process group after STOP_GRACE seconds) and must answer with exit code 130
+and its "interrupted" line, no traceback. Training for hours or timing a
 benchmark therefore costs only the budget, and what is checked is that the command starts, reads
 its arguments and config, and does real work without failing.
 
@@ -166,6 +167,7 @@ class Outcome:
     output: str  # what it printed within its budget
     code: int | None  # exit code, or None if it was still running at the end of its budget
     stop_seconds: float | None = None  # from Ctrl-C to exit, for a stopped command
+    stop_code: int | None = None  # its exit code after Ctrl-C
     after_stop: str = ""  # what it printed after Ctrl-C
 
 
@@ -193,7 +195,7 @@ def run_with_budget(argv: list[str], cwd: Path, env: dict, budget: float) -> Out
         stopped = time.monotonic()
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
         try:
-            process.wait(timeout=STOP_GRACE)
+            outcome.stop_code = process.wait(timeout=STOP_GRACE)
             outcome.stop_seconds = time.monotonic() - stopped
         except subprocess.TimeoutExpired:
             pass
@@ -238,6 +240,12 @@ def test_readme_command(command: str, workdir: Path, request):
         # Ctrl-C is answered at once
         assert outcome.stop_seconds is not None, (
             f"still running {STOP_GRACE:.0f} s after Ctrl-C: {shown}{outcome.after_stop}")
+        # and answered as planet answers it: exit 130 and a line saying it was interrupted (a
+        # traceback here is a crash in its interrupt handling)
+        stopped = f"{shown}\n--- after Ctrl-C (exit {outcome.stop_code}):\n{outcome.after_stop}"
+        assert outcome.stop_code == 130, stopped
+        assert "interrupted" in outcome.after_stop, stopped
+        assert not ERROR.search(outcome.after_stop), stopped
         print(f"stopped {outcome.stop_seconds:.1f} s after Ctrl-C: {outcome.after_stop[-300:]}")
 
 
