@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import probe
 import torch
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 ON_END = 60.0  # degrees of tilt beyond which the cheetah counts as tipped up onto one end
@@ -63,20 +62,14 @@ def play(run, env, env_seed: int, torch_seed: int) -> dict:
 def draw(episodes: list[dict], title: str, path: Path) -> None:
     figure = Figure(figsize=(11, 4.4))
     trace, spread = figure.subplots(1, 2)
-    top = max(e["return"] for e in episodes) or 1.0
-    colours = colormaps["viridis"]
-    for e in episodes:
-        trace.plot(np.abs(e["pitch_deg"]), lw=0.8, color=colours(e["return"] / top),
-                   label=f"{e['return']:.0f}")
+    probe.traces_by_return(trace, episodes, [np.abs(e["pitch_deg"]) for e in episodes],
+                           "torso tilt |pitch| (degrees)")
     for level in (ON_END, ON_BACK):
         trace.axhline(level, ls="--", color="0.6", lw=0.8)
     trace.set_ylim(0, 185)
     trace.set_yticks([0, 30, 60, 90, 120, 150, 180])
-    trace.set_xlabel("agent step")
-    trace.set_ylabel("torso tilt |pitch| (degrees)")
     trace.set_title(f"tilt per episode: on one end above {ON_END:.0f}, on its back above "
                     f"{ON_BACK:.0f}", fontsize=10)
-    trace.legend(title="return", fontsize=7, ncol=2, loc="upper left")
     probe.return_against(spread, [e["fraction_on_end"] for e in episodes], episodes,
                    f"fraction of the episode tipped over (tilt > {ON_END:.0f})",
                    "return against time spent tipped over")

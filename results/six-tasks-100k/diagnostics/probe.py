@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from tqdm import tqdm
 
 from planet import load_run
@@ -57,6 +58,18 @@ def write_summary(run, args: argparse.Namespace, episodes: list[dict], indent: i
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=indent) + "\n")
     return summary
+
+
+def traces_by_return(axes, episodes: list[dict], per_step: list, ylabel: str) -> None:
+    """One line per episode of its per-step values (`per_step[i]` for episode i), coloured by the
+    episode's return (viridis: brightest the best), with the returns as the legend."""
+    top = max(e["return"] for e in episodes) or 1.0
+    colours = colormaps["viridis"]
+    for e, values in zip(episodes, per_step, strict=True):
+        axes.plot(values, lw=0.8, color=colours(e["return"] / top), label=f"{e['return']:.0f}")
+    axes.set_xlabel("agent step")
+    axes.set_ylabel(ylabel)
+    axes.legend(title="return", fontsize=7, ncol=2, loc="upper left")
 
 
 def return_against(axes, values, episodes: list[dict], label: str, title: str, **style) -> None:

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import probe
 import torch
-from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 STAND_HEIGHT = 1.2  # metres: the task's torso height for full `standing` (walker._STAND_HEIGHT)
@@ -65,18 +64,12 @@ def play(run, env, env_seed: int, torch_seed: int) -> dict:
 def draw(episodes: list[dict], title: str, path: Path) -> None:
     figure = Figure(figsize=(11, 4.4))
     trace, spread = figure.subplots(1, 2)
-    top = max(e["return"] for e in episodes) or 1.0
-    colours = colormaps["viridis"]
-    for e in episodes:
-        trace.plot(e["height_m"], lw=0.8, color=colours(e["return"] / top),
-                   label=f"{e['return']:.0f}")
+    probe.traces_by_return(trace, episodes, [e["height_m"] for e in episodes],
+                           "torso height (m)")
     trace.axhline(STAND_HEIGHT, ls="--", color="0.6", lw=0.8)
     trace.set_ylim(0, 1.5)
-    trace.set_xlabel("agent step")
-    trace.set_ylabel("torso height (m)")
     trace.set_title(f"torso height per episode: standing at {STAND_HEIGHT} m or higher",
                     fontsize=10)
-    trace.legend(title="return", fontsize=7, ncol=2, loc="upper left")
     probe.return_against(spread, [e["mean_speed"] for e in episodes], episodes,
                          "mean forward speed over the episode (m/s)",
                          "return against forward speed")
